@@ -1,0 +1,173 @@
+"""CyGen and its baselines on 2-D toy data (Liu et al., NeurIPS 2021, section 5.1).
+
+    python main_toy.py --data pinwheel --method cygen --pretr_method elbo --pretr_niter 1000   # CyGen(PT)
+    python main_toy.py --data pinwheel --method cygen --pretr_method elbo --pretr_niter 1000 --w_cm 0  # ablation
+    python main_toy.py --data 8gaussians --method elbo | dae | bigan | gibbsnet
+"""
+import compat  # noqa: F401  (first: torchvision shim)
+
+import argparse
+import time
+
+import torch
+
+from data.toy import TOY_DATASETS, sample_toy
+from evaluation.toy import toy_figure, toy_metrics
+from models.toy import Discriminator, toy_decoder, toy_encoder
+from objectives.adversarial import discriminator_loss, fake_pair, generator_loss
+from objectives.cygen import COMPATIBILITY_VARIANTS, cygen_loss
+from objectives.vae import dae_loss, elbo_loss
+from training import (RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state, check_finite,
+                      progress, resolve_device, restore_rng_state, run_main, seed_everything)
+
+DEFAULTS = dict(
+    data="pinwheel", method="cygen",
+    pretr_method="none", pretr_niter=0, pretr_lrratio_dec=0.1,  # CyGen(PT): ELBO first, then decoder lr x 0.1
+    z_dim=2, n_flows=32, n_householder=2, p_var=0.01,
+    cmtype="jacnorm_lite_x", w_cm=1e-5, n_mc_px=16,
+    batch_size=1000, lr=1e-3, weight_decay=1e-5,
+    lr_d=1e-4, n_discr_upd=128, n_gibbs=2,  # BiGAN / GibbsNet
+    eval_every=100, eval_batch_size=1000, plot_every=1000,
+    gen_batch_size=2000, gen_niter=100, gen_stepsize=3e-4, gen_init="data",
+)
+CHOICES = dict(data=TOY_DATASETS, method=("cygen", "elbo", "dae", "bigan", "gibbsnet"),
+               pretr_method=("none", "elbo"), cmtype=COMPATIBILITY_VARIANTS, gen_init=("data", "prior"))
+MODEL_KEYS = ("data", "method", "pretr_method", "pretr_niter", "z_dim", "n_flows", "n_householder", "p_var",
+              "cmtype", "n_gibbs")
+ADVERSARIAL = ("bigan", "gibbsnet")
+PRIOR_BASED = ("elbo", "bigan", "gibbsnet")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser, length_flag="niters", default_length=30000)
+    add_flags_from_defaults(parser, DEFAULTS)
+    args = parser.parse_args(argv)
+    for name, allowed in CHOICES.items():
+        if getattr(args, name) not in allowed:
+            parser.error(f"--{name} {getattr(args, name)!r} is not one of {', '.join(allowed)}")
+    if (args.pretr_method == "none") != (args.pretr_niter == 0):
+        parser.error("pretraining needs both --pretr_method elbo and --pretr_niter N > 0 (or neither)")
+    if args.pretr_niter >= args.niters > 0:
+        parser.error(f"--pretr_niter {args.pretr_niter} leaves no iterations of --method {args.method} "
+                     f"within --niters {args.niters}")
+    if args.method == args.pretr_method:
+        parser.error(f"pretraining with --pretr_method {args.pretr_method} before the same method is a no-op")
+    if min(args.eval_every, args.plot_every, args.batch_size, args.n_mc_px) <= 0 or args.plot_every % args.eval_every:
+        parser.error("--eval_every, --plot_every, --batch_size and --n_mc_px must be positive, "
+                     "and --plot_every a multiple of --eval_every")
+    return args
+
+
+def phase_at(step, args):
+    return args.pretr_method if step < args.pretr_niter else args.method
+
+
+def model_optimizer(encoder, decoder, args, after_pretraining):
+    # After ELBO pretraining the official code restarts Adam with the decoder's learning rate scaled down.
+    decoder_lr = args.lr * args.pretr_lrratio_dec if after_pretraining else args.lr
+    return torch.optim.Adam([{"params": encoder.parameters(), "lr": args.lr},
+                             {"params": decoder.parameters(), "lr": decoder_lr}], weight_decay=args.weight_decay)
+
+
+def adversarial_loss(encoder, decoder, discriminator, discriminator_optimizer, x, args, n_gibbs):
+    """n_discr_upd discriminator updates on one real/fake batch, then the encoder/decoder (generator) loss."""
+    real = (x, encoder(x).z[0])
+    fake = fake_pair(encoder, decoder, x.shape[0], args.z_dim, n_gibbs, x.device)
+    for _ in range(args.n_discr_upd):
+        d_loss = discriminator_loss(discriminator, real, fake)
+        discriminator_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        discriminator_optimizer.step()
+    discriminator.requires_grad_(False)
+    g_loss = generator_loss(discriminator, real, fake)
+    discriminator.requires_grad_(True)
+    return g_loss, {"d_loss": d_loss.detach()}
+
+
+def training_loss(phase, encoder, decoder, discriminator, discriminator_optimizer, x, args):
+    """(loss to minimise, named terms) of one batch under the current phase's method."""
+    if phase == "cygen":
+        loss, fit, compatibility = cygen_loss(encoder, decoder, x, args.n_mc_px, args.cmtype, args.w_cm)
+        return loss, {"fit": fit, "compat": compatibility}
+    if phase == "elbo":
+        loss, reconstruction, kl = elbo_loss(encoder, decoder, x, args.n_mc_px)
+        return loss, {"recon": reconstruction, "kl": kl}
+    if phase == "dae":
+        loss = dae_loss(encoder, decoder, x)
+        return loss, {"recon": loss}
+    n_gibbs = args.n_gibbs if phase == "gibbsnet" else 0
+    return adversarial_loss(encoder, decoder, discriminator, discriminator_optimizer, x, args, n_gibbs)
+
+
+def evaluate(run, step, encoder, decoder, args, device, train_loss, start_time):
+    """Metrics on a fixed evaluation batch and, every plot_every steps, the figure. Runs on its own RNG stream
+    so that evaluating more or less often does not change training."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(args.seed)
+        x_eval, _ = sample_toy(args.data, args.eval_batch_size, device)
+        torch.manual_seed(args.seed + step)
+        metrics = toy_metrics(encoder, decoder, x_eval, args.n_mc_px)
+        run.metrics.log({"step": step, "phase": phase_at(step - 1, args), "train_loss": train_loss, **metrics,
+                         "elapsed_s": round(time.time() - start_time, 2)})
+        if step % args.plot_every == 0 or step == args.niters:
+            x_plot, labels = sample_toy(args.data, args.gen_batch_size, device)
+            toy_figure(run.samples_dir / f"step{step:06d}.png", encoder, decoder, x_plot, labels,
+                       uses_prior=args.method in PRIOR_BASED, z_dim=args.z_dim, n_mc=args.n_mc_px,
+                       gen_steps=args.gen_niter, gen_step_size=args.gen_stepsize, gen_init=args.gen_init,
+                       n_gibbs_prior=args.n_gibbs if args.method == "gibbsnet" else 0)
+    return metrics
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
+    seed_everything(args.seed)
+    encoder = toy_encoder(args.z_dim, args.n_flows, args.n_householder).to(device)
+    decoder = toy_decoder(args.p_var, args.z_dim).to(device)
+    discriminator = Discriminator(2, args.z_dim).to(device) if args.method in ADVERSARIAL else None
+    discriminator_optimizer = (torch.optim.Adam(discriminator.parameters(), lr=args.lr_d, betas=(0.5, 0.999))
+                               if discriminator else None)
+    start = run.start_step
+    optimizer = model_optimizer(encoder, decoder, args, after_pretraining=0 < args.pretr_niter < start)
+    if run.resume_state:
+        state = run.resume_state
+        encoder.load_state_dict(state["models"]["encoder"])
+        decoder.load_state_dict(state["models"]["decoder"])
+        optimizer.load_state_dict(state["optimizers"]["model"])
+        if discriminator:
+            discriminator.load_state_dict(state["models"]["discriminator"])
+            discriminator_optimizer.load_state_dict(state["optimizers"]["discriminator"])
+        restore_rng_state(state["rng"])
+
+    start_time, loss_sum, n_summed = time.time(), 0.0, 0
+    bar = progress(range(start, args.niters), total=args.niters, initial=start, desc=f"{args.method} {args.data}")
+    for step in bar:
+        if step == args.pretr_niter > 0:
+            optimizer = model_optimizer(encoder, decoder, args, after_pretraining=True)
+        phase = phase_at(step, args)
+        x, _ = sample_toy(args.data, args.batch_size, device)
+        loss, terms = training_loss(phase, encoder, decoder, discriminator, discriminator_optimizer, x, args)
+        check_finite(step + 1, {"loss": loss, **terms}, run)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum, n_summed = loss_sum + loss.detach(), n_summed + 1
+
+        done = step + 1
+        if done % args.eval_every == 0 or done == args.niters:
+            metrics = evaluate(run, done, encoder, decoder, args, device, (loss_sum / n_summed).item(), start_time)
+            loss_sum, n_summed = 0.0, 0
+            models = {"encoder": encoder.state_dict(), "decoder": decoder.state_dict()}
+            optimizers = {"model": optimizer.state_dict()}
+            if discriminator:
+                models["discriminator"] = discriminator.state_dict()
+                optimizers["discriminator"] = discriminator_optimizer.state_dict()
+            run.save_checkpoint({"step": done, "models": models, "optimizers": optimizers, "rng": capture_rng_state()})
+            bar.set_postfix({phase: f"{loss.item():.3f}", **{k: f"{v:.3g}" for k, v in metrics.items()}},
+                            refresh=False)
+
+
+if __name__ == "__main__":
+    run_main(main)

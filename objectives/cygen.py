@@ -1,0 +1,105 @@
+"""CyGen's objective (Liu et al., NeurIPS 2021): L_fit(x) + w_cm * C(x), no prior on z.
+
+The encoder is a flow z = T(e, x) without a tractable inverse, so derivatives of log q(z|x) at fixed z are
+obtained from derivatives in (e, x) and the closed-form Jacobian J = dz/de (all per sample, batched):
+    grad_z log q = J^{-T} grad_e log q~(e, x)
+    grad_x log q = grad_x log q~(e, x) - (dT/dx)^T grad_z log q             (paper eqs. 21-22)
+where log q~(e, x) = log q(T(e, x)|x). Samples never interact, so gradients of batch sums are per-sample gradients.
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.autograd import grad
+
+COMPATIBILITY_VARIANTS = ("jacnorm_x", "jacnorm_lite_x")
+
+
+@dataclass
+class PosteriorScores:
+    """Derivatives of log q(z|x) at one sample z = T(e, x) per row."""
+    z: torch.Tensor             # [B, D], still a function of (e, x, encoder parameters)
+    jacobian: torch.Tensor      # [B, D, D]  dz/de
+    grad_z_log_q: torch.Tensor  # [B, D]
+    grad_x_log_q: torch.Tensor  # [B, *x_shape], partial derivative at fixed z
+
+
+def solve(matrix, vector):
+    return torch.linalg.solve(matrix, vector.unsqueeze(-1)).squeeze(-1)
+
+
+def posterior_scores(encoder, x, params, e, create_graph=True) -> PosteriorScores:
+    """`x` and `e` ([B, D]) must require grad and `params` must be `encoder.flow_params(x)`."""
+    sample = encoder.transform(params, e.unsqueeze(0))
+    z = sample.z[0]
+    jacobian = encoder.jacobian(params, sample.tanh_grad[0])
+    grad_e, grad_x = grad(sample.log_q.sum(), (e, x), retain_graph=True, create_graph=create_graph)
+    grad_z_log_q = solve(jacobian.transpose(-1, -2), grad_e)
+    (chain_term,) = grad(z, x, grad_outputs=grad_z_log_q, create_graph=create_graph)
+    return PosteriorScores(z, jacobian, grad_z_log_q, grad_x - chain_term)
+
+
+def grad_x_log_p(decoder, x, z, create_graph=True):
+    """Partial x-derivative of log p(x|z) at fixed z. The official code let z = T(e, x) move with x (bug B2)."""
+    x_free = x.detach().requires_grad_()
+    (gradient,) = grad(decoder.log_prob(x_free, z).sum(), x_free, create_graph=create_graph)
+    return gradient
+
+
+def compatibility_terms(encoder, decoder, x, params, variant, e=None, eta=None):
+    """Per-sample Hutchinson estimate of ||grad_x grad_z^T log(p(x|z) / q(z|x))||_F^2 at z ~ q(z|x), [B].
+
+    `x` must require grad and `params` must be `encoder.flow_params(x)`; eta ~ N(0, I_dx) is one probe.
+    jacnorm_x:      ||g_p - J^{-T} grad_e[eta^T grad_x log q]||^2
+    jacnorm_lite_x: ||stopgrad(J)^T g_p - grad_e[eta^T grad_x log q]||^2   (paper eq. 23: no second solve)
+    with g_p = grad_z[eta^T grad_x log p(x|z)].
+    """
+    if variant not in COMPATIBILITY_VARIANTS:
+        raise ValueError(f"unknown compatibility variant {variant!r}; choose one of {COMPATIBILITY_VARIANTS}")
+    if e is None:
+        e = encoder.sample_base(1, x.shape[0], x.device)[0]
+    e = e.detach().requires_grad_()
+    eta = torch.randn_like(x) if eta is None else eta
+    scores = posterior_scores(encoder, x, params, e)
+    (q_term,) = grad((scores.grad_x_log_q * eta).sum(), e, create_graph=True)
+    (p_term,) = grad((grad_x_log_p(decoder, x, scores.z) * eta).sum(), scores.z, create_graph=True)
+    if variant == "jacnorm_x":
+        difference = p_term - solve(scores.jacobian.transpose(-1, -2), q_term)
+    else:
+        difference = (scores.jacobian.detach().transpose(-1, -2) @ p_term.unsqueeze(-1)).squeeze(-1) - q_term
+    return difference.pow(2).sum(-1)
+
+
+def exact_compatibility(encoder, decoder, x, variant="jacnorm_x"):
+    """The Frobenius norm itself (mean over the batch at one z per row): the probe swept over the basis of x.
+
+    Costs one estimator pass per data dimension, so it is meant for low-dimensional x (toys, tests).
+    """
+    with torch.enable_grad():
+        x = x.detach().requires_grad_()
+        params = encoder.flow_params(x)
+        e = encoder.sample_base(1, x.shape[0], x.device)[0]
+        basis = torch.eye(x[0].numel(), dtype=x.dtype, device=x.device)
+        total = sum(compatibility_terms(encoder, decoder, x, params, variant, e=e,
+                                        eta=direction.view_as(x[0]).expand_as(x)).detach()
+                    for direction in basis)
+    return total.mean()
+
+
+def harmonic_mean_log_px(log_p_x_given_z):
+    """log p(x) from p(x) = 1 / E_q[1 / p(x|z)] with M samples: log_p_x_given_z [M, B] -> [B]."""
+    n_samples = log_p_x_given_z.shape[0]
+    return -torch.logsumexp(-log_p_x_given_z, dim=0) + math.log(n_samples)
+
+
+def cygen_loss(encoder, decoder, x, n_mc, variant, w_cm):
+    """Returns (loss, fit, compatibility). One body pass of the encoder serves both terms."""
+    x = x.detach().requires_grad_(w_cm > 0)
+    params = encoder.flow_params(x)
+    sample = encoder.transform(params, encoder.sample_base(n_mc, x.shape[0], x.device))
+    fit = -harmonic_mean_log_px(decoder.log_prob(x, sample.z)).mean()
+    if w_cm == 0:  # the no-compatibility ablation: skip the third-order graph entirely
+        compatibility = torch.zeros((), device=x.device)
+    else:
+        compatibility = compatibility_terms(encoder, decoder, x, params, variant).mean()
+    return fit + w_cm * compatibility, fit, compatibility

@@ -1,0 +1,120 @@
+"""CyGen's compatibility estimator against the exact Frobenius norm from brute-force second derivatives."""
+import math
+
+import pytest
+import torch
+from torch.func import jacrev
+
+from models.toy import toy_decoder, toy_encoder
+from objectives.cygen import compatibility_terms, cygen_loss, exact_compatibility, harmonic_mean_log_px
+from objectives.vae import dae_loss, elbo_loss
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    encoder = toy_encoder(n_flows=4).double()
+    decoder = toy_decoder(0.5).double()
+    with torch.no_grad():
+        for parameter in encoder.parameters():
+            parameter.mul_(3)
+    return encoder, decoder
+
+
+def brute_force_mixed_hessians(encoder, decoder, x, e):
+    """M_b = d^2/dz dx log(p(x|z) / q(z|x)) at z_b = T(e_b, x_b), with log q(z|x) evaluated through a Newton
+    inverse e(z, x) of the flow, differentiated by torch.func: nothing shared with the estimator's algebra."""
+    def flow(e_row, x_row):
+        return encoder.transform(encoder.flow_params(x_row[None]), e_row[None, None]).z[0, 0]
+
+    def log_q(z_row, x_row, e_start):
+        e_row = e_start
+        for _ in range(8):
+            e_row = e_row - torch.linalg.solve(jacrev(flow)(e_row, x_row), flow(e_row, x_row) - z_row)
+        log_det = torch.linalg.slogdet(jacrev(flow)(e_row, x_row))[1]
+        return -0.5 * (e_row * e_row).sum() - math.log(2 * math.pi) - log_det
+
+    def log_ratio(x_row, z_row, e_start):
+        return decoder.log_prob(x_row[None], z_row[None])[0] - log_q(z_row, x_row, e_start)
+
+    with torch.no_grad():
+        z = encoder.transform(encoder.flow_params(x), e[None]).z[0]
+    hessians = [jacrev(jacrev(log_ratio, argnums=1), argnums=0)(x[b], z[b], e[b]) for b in range(x.shape[0])]
+    return torch.stack(hessians)  # [B, dz, dx]
+
+
+@pytest.mark.parametrize("variant", ["jacnorm_x", "jacnorm_lite_x"])
+def test_estimator_over_the_probe_basis_is_exact(model, variant):
+    encoder, decoder = model
+    x, e = torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
+    mixed = brute_force_mixed_hessians(encoder, decoder, x, e)
+    if variant == "jacnorm_lite_x":  # eq. 23 measures J^T M^T instead of M^T
+        params = encoder.flow_params(x)
+        jacobian = encoder.jacobian(params, encoder.transform(params, e[None]).tanh_grad[0])
+        mixed = jacobian.transpose(-1, -2) @ mixed
+    exact = mixed.pow(2).sum((-1, -2))
+    x_var = x.clone().requires_grad_()
+    params = encoder.flow_params(x_var)
+    basis = torch.eye(2, dtype=torch.float64)
+    swept = sum(compatibility_terms(encoder, decoder, x_var, params, variant, e=e, eta=d.expand(3, 2)) for d in basis)
+    assert torch.allclose(swept, exact, rtol=1e-8)
+
+
+def test_hutchinson_mean_converges_to_exact(model):
+    encoder, decoder = model
+    x, e = torch.randn(2, 2, dtype=torch.float64), torch.randn(2, 2, dtype=torch.float64)
+    exact = brute_force_mixed_hessians(encoder, decoder, x, e).pow(2).sum((-1, -2))
+    n_probes = 4000
+    x_many, e_many = x.repeat(n_probes, 1).requires_grad_(), e.repeat(n_probes, 1)
+    terms = compatibility_terms(encoder, decoder, x_many, encoder.flow_params(x_many), "jacnorm_x", e=e_many)
+    estimate = terms.view(n_probes, 2).mean(0)
+    assert torch.allclose(estimate, exact, rtol=0.1)
+
+
+def test_p_term_is_a_partial_derivative(model):
+    """Bug B2: with z = T(e, x) left attached to x, a decoder-only model would get a wrong p-term. With a
+    flat decoder (p independent of z) the true mixed derivative of log p vanishes, so p's share must be zero."""
+    encoder, decoder = model
+    with torch.no_grad():
+        for parameter in decoder.mean_net.parameters():
+            parameter.zero_()
+    x = torch.randn(3, 2, dtype=torch.float64)
+    e = torch.randn(3, 2, dtype=torch.float64)
+    mixed = brute_force_mixed_hessians(encoder, decoder, x, e)
+    x_var = x.clone().requires_grad_()
+    params = encoder.flow_params(x_var)
+    swept = sum(compatibility_terms(encoder, decoder, x_var, params, "jacnorm_x", e=e, eta=d.expand(3, 2))
+                for d in torch.eye(2, dtype=torch.float64))
+    assert torch.allclose(swept, mixed.pow(2).sum((-1, -2)), rtol=1e-8)
+
+
+def test_exact_compatibility_and_losses_are_finite_and_differentiable(model):
+    encoder, decoder = model
+    x = torch.randn(5, 2, dtype=torch.float64)
+    assert exact_compatibility(encoder, decoder, x) > 0
+    loss, fit, compatibility = cygen_loss(encoder, decoder, x, n_mc=4, variant="jacnorm_lite_x", w_cm=1e-3)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in encoder.parameters())
+    assert torch.isclose(loss, fit + 1e-3 * compatibility)
+
+
+def test_harmonic_mean_with_one_sample_is_the_reconstruction_log_likelihood():
+    log_p = torch.randn(1, 7)
+    assert torch.allclose(harmonic_mean_log_px(log_p), log_p[0])
+    # and it never exceeds the arithmetic mean of p(x|z) (harmonic <= arithmetic)
+    log_p = torch.randn(16, 7)
+    assert (harmonic_mean_log_px(log_p) <= torch.logsumexp(log_p, 0) - math.log(16) + 1e-6).all()
+
+
+def test_dae_trains_both_conditionals(model):
+    """Bug B3: the official DAE loss was evaluated at a resample of p and had zero gradient."""
+    encoder, decoder = model
+    dae_loss(encoder, decoder, torch.randn(8, 2, dtype=torch.float64)).backward()
+    for network in (encoder, decoder):
+        assert sum(p.grad.abs().sum() for p in network.parameters() if p.grad is not None) > 0
+
+
+def test_elbo_parts(model):
+    encoder, decoder = model
+    loss, reconstruction, kl = elbo_loss(encoder, decoder, torch.randn(8, 2, dtype=torch.float64), n_mc=3)
+    assert torch.isclose(loss, reconstruction + kl)

@@ -1,0 +1,72 @@
+"""The command line shared by every main_*.py: common flags, flags from a defaults dict, device, progress bar."""
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .runs import ConfigError, NonFiniteLossError
+
+
+def add_common_args(parser, length_flag, default_length, default_run_dir=None):
+    """Add --run_dir --seed --device --resume and the length flag (e.g. 'niters' or 'epochs')."""
+    script_name = Path(sys.argv[0]).stem
+    parser.add_argument("--run_dir", default=default_run_dir or f"runs/{script_name}",
+                        help="folder for config.json, metrics.csv, checkpoint.pt and samples/ (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of torch, numpy and random (default: %(default)s)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto picks cuda when available (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from run_dir/checkpoint.pt; starts fresh when there is none")
+    parser.add_argument(f"--{length_flag}", type=int, default=default_length,
+                        help="length of training (default: %(default)s)")
+
+
+def parse_bool(text):
+    # argparse's type=bool would turn the string "False" into True.
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def flag_type(default):
+    if isinstance(default, bool):
+        return parse_bool
+    return str if default is None else type(default)
+
+
+def add_flags_from_defaults(parser, defaults):
+    """One --flag per entry of a script's defaults dict, typed by its default, so --help lists every knob."""
+    for name, default in defaults.items():
+        parser.add_argument(f"--{name}", type=flag_type(default), default=default, help="(default: %(default)s)")
+
+
+def resolve_device(name):
+    """'auto' -> cuda when available, else cpu; 'cuda' without a usable GPU exits with the reason."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise SystemExit(f"error: --device cuda was requested but no GPU is usable (torch {torch.__version__} is "
+                         f"{build}); use --device cpu or --device auto.")
+    return torch.device(name)
+
+
+def progress(iterable, total=None, initial=0, desc=None):
+    """A tqdm bar on stderr, refreshed at most once a second to keep logs small.
+
+    For a resumed loop pass range(start_step, n_steps), total=n_steps, initial=start_step. Show losses with
+    bar.set_postfix({name: value.item()}, refresh=False) at logging steps only: item() syncs the device.
+    """
+    return tqdm(iterable, total=total, initial=initial, desc=desc, mininterval=1.0, dynamic_ncols=True)
+
+
+def run_main(main):
+    """Run main(); a bad configuration or a diverged loss exits with status 1 and its message, no traceback."""
+    try:
+        main()
+    except (ConfigError, NonFiniteLossError) as error:
+        raise SystemExit(f"error: {error}") from error
