@@ -46,44 +46,53 @@ def grad_x_log_p(decoder, x, z, create_graph=True):
     return gradient
 
 
-def compatibility_terms(encoder, decoder, x, params, variant, e=None, eta=None):
-    """Per-sample Hutchinson estimate of ||grad_x grad_z^T log(p(x|z) / q(z|x))||_F^2 at z ~ q(z|x), [B].
-
-    `x` must require grad and `params` must be `encoder.flow_params(x)`; eta ~ N(0, I_dx) is one probe.
-    jacnorm_x:      ||g_p - J^{-T} grad_e[eta^T grad_x log q]||^2
-    jacnorm_lite_x: ||stopgrad(J)^T g_p - grad_e[eta^T grad_x log q]||^2   (paper eq. 23: no second solve)
-    with g_p = grad_z[eta^T grad_x log p(x|z)].
-    """
-    if variant not in COMPATIBILITY_VARIANTS:
-        raise ValueError(f"unknown compatibility variant {variant!r}; choose one of {COMPATIBILITY_VARIANTS}")
-    if e is None:
-        e = encoder.sample_base(1, x.shape[0], x.device)[0]
+def compatibility_probe(encoder, decoder, x, params, e, eta):
+    """One Hutchinson probe eta ~ N(0, I_dx) at z = T(e, x): returns (g_p, grad_e[eta^T grad_x log q], J) with
+    g_p = grad_z[eta^T grad_x log p(x|z)]. `x` must require grad and `params` must be `encoder.flow_params(x)`."""
     e = e.detach().requires_grad_()
-    eta = torch.randn_like(x) if eta is None else eta
     scores = posterior_scores(encoder, x, params, e)
     (q_term,) = grad((scores.grad_x_log_q * eta).sum(), e, create_graph=True)
     (p_term,) = grad((grad_x_log_p(decoder, x, scores.z) * eta).sum(), scores.z, create_graph=True)
+    return p_term, q_term, scores.jacobian
+
+
+def compatibility_from_probe(p_term, q_term, jacobian, variant):
+    """Per-sample squared norm, [B]:
+    jacnorm_x:      ||g_p - J^{-T} grad_e[eta^T grad_x log q]||^2   (= ||M^T eta||^2, M the mixed Hessian)
+    jacnorm_lite_x: ||stopgrad(J)^T g_p - grad_e[eta^T grad_x log q]||^2   (paper eq. 23: no second solve)
+    """
     if variant == "jacnorm_x":
-        difference = p_term - solve(scores.jacobian.transpose(-1, -2), q_term)
+        difference = p_term - solve(jacobian.transpose(-1, -2), q_term)
+    elif variant == "jacnorm_lite_x":
+        difference = (jacobian.detach().transpose(-1, -2) @ p_term.unsqueeze(-1)).squeeze(-1) - q_term
     else:
-        difference = (scores.jacobian.detach().transpose(-1, -2) @ p_term.unsqueeze(-1)).squeeze(-1) - q_term
+        raise ValueError(f"unknown compatibility variant {variant!r}; choose one of {COMPATIBILITY_VARIANTS}")
     return difference.pow(2).sum(-1)
 
 
-def exact_compatibility(encoder, decoder, x, variant="jacnorm_x"):
-    """The Frobenius norm itself (mean over the batch at one z per row): the probe swept over the basis of x.
+def compatibility_terms(encoder, decoder, x, params, variant, e=None, eta=None):
+    """Per-sample Hutchinson estimate of ||grad_x grad_z^T log(p(x|z) / q(z|x))||_F^2 at z ~ q(z|x), [B]
+    (for jacnorm_lite_x, of the same norm with J^T applied); e and eta are drawn when not given."""
+    if e is None:
+        e = encoder.sample_base(1, x.shape[0], x.device)[0]
+    eta = torch.randn_like(x) if eta is None else eta
+    return compatibility_from_probe(*compatibility_probe(encoder, decoder, x, params, e, eta), variant)
 
-    Costs one estimator pass per data dimension, so it is meant for low-dimensional x (toys, tests).
-    """
+
+def exact_compatibility(encoder, decoder, x):
+    """Both variants' values without probe noise (batch mean at one z per row): the probe swept over the basis of
+    x. Costs one probe pass per data dimension, so it is meant for low-dimensional x (toys, tests)."""
     with torch.enable_grad():
         x = x.detach().requires_grad_()
         params = encoder.flow_params(x)
         e = encoder.sample_base(1, x.shape[0], x.device)[0]
-        basis = torch.eye(x[0].numel(), dtype=x.dtype, device=x.device)
-        total = sum(compatibility_terms(encoder, decoder, x, params, variant, e=e,
-                                        eta=direction.view_as(x[0]).expand_as(x)).detach()
-                    for direction in basis)
-    return total.mean()
+        totals = dict.fromkeys(COMPATIBILITY_VARIANTS, 0.0)
+        for direction in torch.eye(x[0].numel(), dtype=x.dtype, device=x.device):
+            probe = [t.detach() for t in compatibility_probe(encoder, decoder, x, params, e,
+                                                              direction.view_as(x[0]).expand_as(x))]
+            for variant in COMPATIBILITY_VARIANTS:
+                totals[variant] = totals[variant] + compatibility_from_probe(*probe, variant)
+    return {variant: total.mean() for variant, total in totals.items()}
 
 
 def harmonic_mean_log_px(log_p_x_given_z):

@@ -1,0 +1,122 @@
+"""Every main_*.py runs end to end in a subprocess with tiny arguments (pyro's test_examples.py pattern)."""
+import csv
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_TOY = ["--niters", "4", "--eval_every", "2", "--plot_every", "4", "--batch_size", "32", "--n_flows", "2",
+            "--n_mc_px", "2", "--eval_batch_size", "64", "--gen_batch_size", "64", "--gen_niter", "2",
+            "--n_discr_upd", "2", "--device", "cpu"]
+SMOKE = {
+    "main_toy.py": [
+        ["--method", "cygen"],
+        ["--method", "cygen", "--cmtype", "jacnorm_x", "--data", "8gaussians"],
+        ["--method", "cygen", "--pretr_method", "elbo", "--pretr_niter", "2"],
+        ["--method", "cygen", "--pretr_method", "elbo", "--pretr_niter", "2", "--w_cm", "0", "--gen_init", "prior"],
+        ["--method", "elbo"],
+        ["--method", "dae", "--lr", "1e-4"],
+        ["--method", "bigan"],
+        ["--method", "gibbsnet", "--n_gibbs", "2"],
+    ],
+}
+SMOKE_CASES = [(script, args) for script, arg_sets in SMOKE.items() for args in arg_sets]
+
+
+def run_script(script, *args, check=True):
+    result = subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result
+
+
+def read_metrics(run_dir, drop=("elapsed_s",)):
+    with open(Path(run_dir) / "metrics.csv") as file:
+        return [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(file)]
+
+
+def test_every_script_has_a_smoke_test():
+    scripts = sorted(path.name for path in REPO.glob("main_*.py"))
+    assert scripts, "no main_*.py found"
+    missing = [script for script in scripts if script not in SMOKE]
+    assert not missing, f"add smoke tests for {missing} to SMOKE in {__file__}"
+
+
+@pytest.mark.parametrize("script,args", SMOKE_CASES, ids=[" ".join([s, *a]) for s, a in SMOKE_CASES])
+def test_smoke(script, args, tmp_path):
+    run_dir = tmp_path / "run"
+    run_script(script, *TINY_TOY, *args, "--run_dir", str(run_dir))
+    rows = read_metrics(run_dir)
+    assert [row["step"] for row in rows] == ["2", "4"]
+    assert all(row["nll_hm"] and row["compatibility"] for row in rows)
+    assert (run_dir / "checkpoint.pt").exists() and (run_dir / "config.json").exists()
+    assert (run_dir / "samples" / "step000004.png").stat().st_size > 0
+
+
+def test_help_lists_every_flag():
+    out = run_script("main_toy.py", "--help").stdout
+    for flag in ("--run_dir", "--seed", "--device", "--resume", "--niters", "--method", "--w_cm", "--cmtype"):
+        assert flag in out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--pretr_niter", "5"], "pretraining needs both"),
+    (["--method", "nope"], "--method 'nope' is not one of"),
+    (["--pretr_method", "elbo", "--pretr_niter", "10", "--niters", "10"], "leaves no iterations"),
+])
+def test_contradicting_flags_are_refused(args, message, tmp_path):
+    result = run_script("main_toy.py", *args, "--run_dir", str(tmp_path / "run"), check=False)
+    assert result.returncode == 2 and message in result.stderr
+
+
+RESUME_ARGS = ["--method", "cygen", "--pretr_method", "elbo", "--pretr_niter", "20", "--niters", "60",
+               "--eval_every", "5", "--plot_every", "60", "--batch_size", "200", "--n_flows", "8", "--n_mc_px", "4",
+               "--eval_batch_size", "100", "--gen_batch_size", "100", "--gen_niter", "2", "--device", "cpu"]
+
+
+def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    run_script("main_toy.py", *RESUME_ARGS, "--run_dir", str(straight))
+
+    process = subprocess.Popen([sys.executable, "main_toy.py", *RESUME_ARGS, "--run_dir", str(killed)], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (killed / "checkpoint.pt").exists():
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    rows_at_kill = len(read_metrics(killed))
+    assert 1 <= rows_at_kill < 12, "the run must be killed mid-way for this test to mean anything"
+
+    run_script("main_toy.py", *RESUME_ARGS, "--run_dir", str(killed), "--resume")
+    assert read_metrics(killed) == read_metrics(straight)
+    for name in ("encoder", "decoder"):
+        a = torch.load(straight / "checkpoint.pt")["models"][name]
+        b = torch.load(killed / "checkpoint.pt")["models"][name]
+        assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_diverging_run_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    run_script("main_toy.py", *TINY_TOY, "--niters", "2", "--run_dir", str(run_dir))
+    before = torch.load(run_dir / "checkpoint.pt")
+    result = run_script("main_toy.py", *TINY_TOY, "--niters", "4", "--w_cm", "1e38", "--run_dir", str(run_dir),
+                        "--resume", check=False)
+    assert result.returncode == 1
+    assert "non-finite loss at step" in result.stderr and "step 2) is intact" in result.stderr
+    after = torch.load(run_dir / "checkpoint.pt")
+    assert after["step"] == 2
+    assert all(torch.equal(before["models"]["encoder"][k], v) for k, v in after["models"]["encoder"].items())
+
+
+def test_resume_with_another_architecture_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    run_script("main_toy.py", *TINY_TOY, "--niters", "2", "--run_dir", str(run_dir))
+    result = run_script("main_toy.py", *TINY_TOY, "--n_flows", "3", "--run_dir", str(run_dir), "--resume",
+                        check=False)
+    assert result.returncode == 1 and "n_flows" in result.stderr
