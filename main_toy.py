@@ -101,22 +101,26 @@ def training_loss(phase, encoder, decoder, discriminator, discriminator_optimize
 
 
 def evaluate(run, step, encoder, decoder, args, device, train_loss, start_time):
-    """Metrics on a fixed evaluation batch and, every plot_every steps, the figure. Runs on its own RNG stream
-    so that evaluating more or less often does not change training."""
+    """Metrics on a fixed evaluation batch, on their own RNG stream so that evaluating more or less often does
+    not change training."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(args.seed)
         x_eval, _ = sample_toy(args.data, args.eval_batch_size, device)
         torch.manual_seed(args.seed + step)
         metrics = toy_metrics(encoder, decoder, x_eval, args.n_mc_px)
-        run.metrics.log({"step": step, "phase": phase_at(step - 1, args), "train_loss": train_loss, **metrics,
-                         "elapsed_s": round(time.time() - start_time, 2)})
-        if step % args.plot_every == 0 or step == args.niters:
-            x_plot, labels = sample_toy(args.data, args.gen_batch_size, device)
-            toy_figure(run.samples_dir / f"step{step:06d}.png", encoder, decoder, x_plot, labels,
-                       uses_prior=args.method in PRIOR_BASED, z_dim=args.z_dim, n_mc=args.n_mc_px,
-                       gen_steps=args.gen_niter, gen_step_size=args.gen_stepsize, gen_init=args.gen_init,
-                       n_gibbs_prior=args.n_gibbs if args.method == "gibbsnet" else 0)
+    run.metrics.log({"step": step, "phase": phase_at(step - 1, args), "train_loss": train_loss, **metrics,
+                     "elapsed_s": round(time.time() - start_time, 2)})
     return metrics
+
+
+def plot(run, step, encoder, decoder, args, device):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(args.seed + step)
+        x_plot, labels = sample_toy(args.data, args.gen_batch_size, device)
+        toy_figure(run.samples_dir / f"step{step:06d}.png", encoder, decoder, x_plot, labels,
+                   uses_prior=args.method in PRIOR_BASED, z_dim=args.z_dim, n_mc=args.n_mc_px,
+                   gen_steps=args.gen_niter, gen_step_size=args.gen_stepsize, gen_init=args.gen_init,
+                   n_gibbs_prior=args.n_gibbs if args.method == "gibbsnet" else 0)
 
 
 def main(argv=None):
@@ -141,7 +145,9 @@ def main(argv=None):
             discriminator_optimizer.load_state_dict(state["optimizers"]["discriminator"])
         restore_rng_state(state["rng"])
 
-    start_time, loss_sum, n_summed = time.time(), 0.0, 0
+    # elapsed_s counts the wall time of every segment of a resumed run
+    start_time = time.time() - (run.resume_state.get("elapsed_s", 0.0) if run.resume_state else 0.0)
+    loss_sum, n_summed = 0.0, 0
     bar = progress(range(start, args.niters), total=args.niters, initial=start, desc=f"{args.method} {args.data}")
     for step in bar:
         if step == args.pretr_niter > 0:
@@ -164,7 +170,10 @@ def main(argv=None):
             if discriminator:
                 models["discriminator"] = discriminator.state_dict()
                 optimizers["discriminator"] = discriminator_optimizer.state_dict()
-            run.save_checkpoint({"step": done, "models": models, "optimizers": optimizers, "rng": capture_rng_state()})
+            run.save_checkpoint({"step": done, "models": models, "optimizers": optimizers, "rng": capture_rng_state(),
+                                 "elapsed_s": time.time() - start_time})
+            if done % args.plot_every == 0 or done == args.niters:  # after the checkpoint: a plot never costs a run
+                plot(run, done, encoder, decoder, args, device)
             bar.set_postfix({phase: f"{loss.item():.3f}", **{k: f"{v:.3g}" for k, v in metrics.items()}},
                             refresh=False)
 

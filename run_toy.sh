@@ -2,8 +2,8 @@
 # CyGen's toy experiments (paper section 5.1): pinwheel and 8gaussians x {CyGen(PT), CyGen, no-compatibility
 # ablation, VAE, DAE, BiGAN, GibbsNet}.
 #   bash run_toy.sh            full length (30000 iterations, batch 1000; DAE / GibbsNet 12000), as the paper
-#   bash run_toy.sh --quick    CPU scale: batch 200, 1500 iterations (500 of them ELBO pretraining), 16 instead of
-#                              128 discriminator updates per step; two runs at a time on one thread each
+#   bash run_toy.sh --quick    CPU scale: batch 200, 1500 iterations (500 of them ELBO pretraining; DAE 3000),
+#                              4 instead of 128 discriminator updates per step; two runs at a time, one thread each
 # Extra arguments after the mode go to every run (e.g. --device cuda). Runs land in runs/toy[_quick]/<data>-<name>;
 # runs use --resume: a finished run is a no-op, an interrupted one continues. The table: python -m evaluation.summarize_toy <root>.
 set -euo pipefail
@@ -18,7 +18,7 @@ if [ "$mode" = quick ]; then
     common=(--batch_size 200 --niters 1500 --eval_every 250 --eval_batch_size 500 --plot_every 1500)
     pretrain=(--pretr_method elbo --pretr_niter 500)
     long=(--niters 3000 --plot_every 3000)
-    adversarial=(--n_discr_upd 16)
+    adversarial=(--n_discr_upd 4 --niters 1500)
     parallel=2
 else
     root=runs/toy
@@ -49,7 +49,7 @@ for data in pinwheel 8gaussians; do
                 "$data vae --method elbo"
                 "$data dae --method dae --lr 1e-4 ${long[*]}"
                 "$data bigan --method bigan ${adversarial[*]} ${gan_lr[*]}"
-                "$data gibbsnet --method gibbsnet --n_gibbs 2 ${long[*]} ${adversarial[*]} ${gan_lr[*]}")
+                "$data gibbsnet --method gibbsnet --n_gibbs 2 ${long[*]} ${adversarial[*]} ${gan_lr[*]}")  # quick: 1500
 done
 
 failed=0

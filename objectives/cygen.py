@@ -25,7 +25,9 @@ class PosteriorScores:
 
 
 def solve(matrix, vector):
-    return torch.linalg.solve(matrix, vector.unsqueeze(-1)).squeeze(-1)
+    """Batched solve that never raises or syncs: a singular row (a collapsed q, e.g. after adversarial training)
+    yields non-finite values, which check_finite reports in training and plots leave out."""
+    return torch.linalg.solve_ex(matrix, vector.unsqueeze(-1))[0].squeeze(-1)
 
 
 def posterior_scores(encoder, x, params, e, create_graph=True) -> PosteriorScores:
