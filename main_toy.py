@@ -8,6 +8,7 @@ import compat  # noqa: F401  (first: torchvision shim)
 
 import argparse
 import time
+from contextlib import contextmanager
 
 import torch
 
@@ -100,11 +101,18 @@ def training_loss(phase, encoder, decoder, discriminator, discriminator_optimize
     return adversarial_loss(encoder, decoder, discriminator, discriminator_optimizer, x, args, n_gibbs)
 
 
-def evaluate(run, step, encoder, decoder, args, device, train_loss, start_time):
-    """Metrics on a fixed evaluation batch, on their own RNG stream so that evaluating more or less often does
-    not change training."""
+@contextmanager
+def separate_rng_stream(device, seed):
+    """Evaluation and plots draw from their own seeded stream, so evaluating more or less often (or resuming)
+    does not change training."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(args.seed)
+        torch.manual_seed(seed)
+        yield
+
+
+def evaluate(run, step, encoder, decoder, args, device, train_loss, start_time):
+    """Metrics on a fixed evaluation batch (the same points at every evaluation)."""
+    with separate_rng_stream(device, args.seed):
         x_eval, _ = sample_toy(args.data, args.eval_batch_size, device)
         torch.manual_seed(args.seed + step)
         metrics = toy_metrics(encoder, decoder, x_eval, args.n_mc_px)
@@ -114,8 +122,7 @@ def evaluate(run, step, encoder, decoder, args, device, train_loss, start_time):
 
 
 def plot(run, step, encoder, decoder, args, device):
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(args.seed + step)
+    with separate_rng_stream(device, args.seed + step):
         x_plot, labels = sample_toy(args.data, args.gen_batch_size, device)
         toy_figure(run.samples_dir / f"step{step:06d}.png", encoder, decoder, x_plot, labels,
                    uses_prior=args.method in PRIOR_BASED, z_dim=args.z_dim, n_mc=args.n_mc_px,

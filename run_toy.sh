@@ -17,14 +17,16 @@ if [ "$mode" = quick ]; then
     root=runs/toy_quick
     common=(--batch_size 200 --niters 1500 --eval_every 250 --eval_batch_size 500 --plot_every 1500)
     pretrain=(--pretr_method elbo --pretr_niter 500)
-    long=(--niters 3000 --plot_every 3000)
-    adversarial=(--n_discr_upd 4 --niters 1500)
+    dae_length=(--niters 3000 --plot_every 3000)
+    gibbsnet_length=()
+    adversarial=(--n_discr_upd 4)
     parallel=2
 else
     root=runs/toy
     common=()
     pretrain=(--pretr_method elbo --pretr_niter 1000)
-    long=(--niters 12000)
+    dae_length=(--niters 12000)
+    gibbsnet_length=(--niters 12000)
     adversarial=()
     parallel=1
 fi
@@ -47,9 +49,9 @@ for data in pinwheel 8gaussians; do
                 "$data cygen --method cygen"
                 "$data no_compat --method cygen ${pretrain[*]} --w_cm 0"
                 "$data vae --method elbo"
-                "$data dae --method dae --lr 1e-4 ${long[*]}"
+                "$data dae --method dae --lr 1e-4 ${dae_length[*]}"
                 "$data bigan --method bigan ${adversarial[*]} ${gan_lr[*]}"
-                "$data gibbsnet --method gibbsnet --n_gibbs 2 ${long[*]} ${adversarial[*]} ${gan_lr[*]}")  # quick: 1500
+                "$data gibbsnet --method gibbsnet --n_gibbs 2 ${gibbsnet_length[*]} ${adversarial[*]} ${gan_lr[*]}")
 done
 
 failed=0
