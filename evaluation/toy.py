@@ -52,14 +52,14 @@ def toy_figure(path, encoder, decoder, x, labels, *, uses_prior, z_dim, n_mc, ge
     z0 = torch.randn(x.shape[0], z_dim, device=device) if gen_init == "prior" else None
     x_gibbs, _ = gibbs_chain(encoder, decoder, gen_steps, x0=x if z0 is None else None, z0=z0)
     _histogram(axes[0, 2], x_gibbs, f"Gibbs, {gen_steps} steps from {gen_init}")
+    sgld_start = x if gen_init == "data" else x_gibbs  # from the prior, SGLD starts where the Gibbs chain ended
     if uses_prior:
         x_prior, _ = gibbs_chain(encoder, decoder, n_gibbs_prior, z0=torch.randn(x.shape[0], z_dim, device=device))
         _histogram(axes[1, 0], x_prior, "ancestral x ~ p(x|z), z ~ N(0, I)")
     else:
-        x_start = x if gen_init == "data" else x_gibbs
-        x_zsgld, _ = z_langevin(encoder, decoder, x_start, gen_steps, gen_step_size)
+        x_zsgld, _ = z_langevin(encoder, decoder, sgld_start, gen_steps, gen_step_size)
         _histogram(axes[1, 0], x_zsgld, f"z-space SGLD, {gen_steps} steps")
-    x_xsgld, _ = x_langevin(encoder, decoder, x if gen_init == "data" else x_gibbs, gen_steps, gen_step_size)
+    x_xsgld, _ = x_langevin(encoder, decoder, sgld_start, gen_steps, gen_step_size)
     _histogram(axes[1, 1], x_xsgld, f"x-space SGLD, {gen_steps} steps")
     z = encoder.sample(x).cpu().numpy()
     colours = [COLOURS[int(label) % len(COLOURS)] for label in labels.cpu()]

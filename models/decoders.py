@@ -10,9 +10,6 @@ class GaussianDecoder(nn.Module):
         super().__init__()
         self.mean_net, self.variance = mean_net, variance
 
-    def mean(self, z):
-        return self.mean_net(z)
-
     def log_prob(self, x, z):
         """log p(x|z) summed over the data dimensions; z may carry leading sample dims [*S, B, D]."""
         mean = self.mean_net(z.reshape(-1, z.shape[-1]))
