@@ -1,0 +1,22 @@
+"""Running the repo's scripts in a subprocess, shared by the smoke tests of every method."""
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_script(script, *args, check=True, timeout=300):
+    """Run `python script args` from the repo root; with check, fail the test with the script's stderr."""
+    result = subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result
+
+
+def read_metrics(run_dir, drop=("elapsed_s",)):
+    """Rows of a run folder's metrics.csv as dicts of strings, without the wall-clock columns."""
+    with open(Path(run_dir) / "metrics.csv") as file:
+        return [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(file)]
