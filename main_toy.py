@@ -8,7 +8,6 @@ import compat  # noqa: F401  (first: torchvision shim)
 
 import argparse
 import time
-from contextlib import contextmanager
 
 import torch
 
@@ -19,7 +18,8 @@ from objectives.adversarial import discriminator_loss, fake_pair, generator_loss
 from objectives.cygen import COMPATIBILITY_VARIANTS, cygen_loss
 from objectives.vae import dae_loss, elbo_loss
 from training import (RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state, check_finite,
-                      progress, resolve_device, restore_rng_state, run_main, seed_everything)
+                      progress, resolve_device, restore_rng_state, run_main, seed_everything,
+                      separate_rng_stream)
 
 DEFAULTS = dict(
     data="pinwheel", method="cygen",
@@ -99,15 +99,6 @@ def training_loss(phase, encoder, decoder, discriminator, discriminator_optimize
         return loss, {"recon": loss}
     n_gibbs = args.n_gibbs if phase == "gibbsnet" else 0
     return adversarial_loss(encoder, decoder, discriminator, discriminator_optimizer, x, args, n_gibbs)
-
-
-@contextmanager
-def separate_rng_stream(device, seed):
-    """Evaluation and plots draw from their own seeded stream, so evaluating more or less often (or resuming)
-    does not change training."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
 
 
 def evaluate(run, step, encoder, decoder, args, device, train_loss, start_time):

@@ -7,10 +7,13 @@ obtained from derivatives in (e, x) and the closed-form Jacobian J = dz/de (all 
 where log q~(e, x) = log q(T(e, x)|x). Samples never interact, so gradients of batch sums are per-sample gradients.
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch.autograd import grad
+
+from models.sylvester import FlowParams
 
 COMPATIBILITY_VARIANTS = ("jacnorm_x", "jacnorm_lite_x")
 
@@ -48,14 +51,41 @@ def grad_x_log_p(decoder, x, z, create_graph=True):
     return gradient
 
 
-def compatibility_probe(encoder, decoder, x, params, e, eta):
+def directional_flow_params(encoder, x, eta):
+    """The flow parameters theta(x) and their derivative along eta, d/dt theta(x + t eta) at t = 0, from one
+    forward-mode pass through the encoder. The tangent stays differentiable w.r.t. the encoder's weights."""
+    with fwAD.dual_level():
+        dual = encoder.flow_params(fwAD.make_dual(x, eta))
+        unpacked = {field.name: fwAD.unpack_dual(getattr(dual, field.name)) for field in fields(dual)}
+    return (FlowParams(**{name: pair.primal for name, pair in unpacked.items()}),
+            FlowParams(**{name: pair.tangent for name, pair in unpacked.items()}))
+
+
+def compatibility_probe(encoder, decoder, x, params, tangent, e, eta):
     """One Hutchinson probe eta ~ N(0, I_dx) at z = T(e, x): returns (g_p, grad_e[eta^T grad_x log q], J) with
-    g_p = grad_z[eta^T grad_x log p(x|z)]. `x` must require grad and `params` must be `encoder.flow_params(x)`."""
+    g_p = grad_z[eta^T grad_x log p(x|z)]; (params, tangent) = directional_flow_params(encoder, x, eta).
+
+    The directional x-derivative of log q at fixed z is taken in the flow's parameter space,
+        eta^T grad_x log q = d/dt log q~(e, theta_t) - (d/dt T(e, theta_t))^T grad_z log q,   theta_t = theta + t theta',
+    so the higher-order derivatives never run backwards through the encoder body: the body is passed once forward
+    (with its tangent) and once backward, in the final loss.backward().
+    """
     e = e.detach().requires_grad_()
-    scores = posterior_scores(encoder, x, params, e)
-    (q_term,) = grad((scores.grad_x_log_q * eta).sum(), e, create_graph=True)
-    (p_term,) = grad((grad_x_log_p(decoder, x, scores.z) * eta).sum(), scores.z, create_graph=True)
-    return p_term, q_term, scores.jacobian
+    t = torch.zeros(e.shape[0], dtype=e.dtype, device=e.device, requires_grad=True)
+    moved = FlowParams(**{field.name: getattr(params, field.name)
+                          + t.view(-1, *[1] * (getattr(params, field.name).dim() - 1)) * getattr(tangent, field.name)
+                          for field in fields(params)})
+    sample = encoder.transform(moved, e.unsqueeze(0))
+    z, log_q = sample.z[0], sample.log_q[0]
+    jacobian = encoder.jacobian(moved, sample.tanh_grad[0])
+    (grad_e,) = grad(log_q.sum(), e, create_graph=True)
+    grad_z_log_q = solve(jacobian.transpose(-1, -2), grad_e)
+    # d/dt of log q~ - z . grad_z log q with grad_z log q held fixed in t (it enters as a cotangent); rows are
+    # independent, so the gradient of the batch sum w.r.t. t is the per-row derivative.
+    (directional,) = grad((log_q, z), t, grad_outputs=(torch.ones_like(log_q), -grad_z_log_q), create_graph=True)
+    (q_term,) = grad(directional.sum(), e, create_graph=True)
+    (p_term,) = grad((grad_x_log_p(decoder, x, z) * eta).sum(), z, create_graph=True)
+    return p_term, q_term, jacobian
 
 
 def compatibility_from_probe(p_term, q_term, jacobian, variant):
@@ -72,26 +102,27 @@ def compatibility_from_probe(p_term, q_term, jacobian, variant):
     return difference.pow(2).sum(-1)
 
 
-def compatibility_terms(encoder, decoder, x, params, variant, e=None, eta=None):
+def compatibility_terms(encoder, decoder, x, variant, e=None, eta=None, directional=None):
     """Per-sample Hutchinson estimate of ||grad_x grad_z^T log(p(x|z) / q(z|x))||_F^2 at z ~ q(z|x), [B]
-    (for jacnorm_lite_x, of the same norm with J^T applied); e and eta are drawn when not given."""
+    (for jacnorm_lite_x, of the same norm with J^T applied); e and eta are drawn when not given. `directional`
+    reuses a directional_flow_params(encoder, x, eta) pass."""
     if e is None:
         e = encoder.sample_base(1, x.shape[0], x.device)[0]
     eta = torch.randn_like(x) if eta is None else eta
-    return compatibility_from_probe(*compatibility_probe(encoder, decoder, x, params, e, eta), variant)
+    params, tangent = directional_flow_params(encoder, x, eta) if directional is None else directional
+    return compatibility_from_probe(*compatibility_probe(encoder, decoder, x, params, tangent, e, eta), variant)
 
 
 def exact_compatibility(encoder, decoder, x):
     """Both variants' values without probe noise (batch mean at one z per row): the probe swept over the basis of
     x. Costs one probe pass per data dimension, so it is meant for low-dimensional x (toys, tests)."""
     with torch.enable_grad():
-        x = x.detach().requires_grad_()
-        params = encoder.flow_params(x)
         e = encoder.sample_base(1, x.shape[0], x.device)[0]
         totals = dict.fromkeys(COMPATIBILITY_VARIANTS, 0.0)
         for direction in torch.eye(x[0].numel(), dtype=x.dtype, device=x.device):
-            probe = [t.detach() for t in compatibility_probe(encoder, decoder, x, params, e,
-                                                              direction.view_as(x[0]).expand_as(x))]
+            eta = direction.view_as(x[0]).expand_as(x)
+            params, tangent = directional_flow_params(encoder, x, eta)
+            probe = [t.detach() for t in compatibility_probe(encoder, decoder, x, params, tangent, e, eta)]
             for variant in COMPATIBILITY_VARIANTS:
                 totals[variant] = totals[variant] + compatibility_from_probe(*probe, variant)
     return {variant: total.mean() for variant, total in totals.items()}
@@ -105,12 +136,15 @@ def harmonic_mean_log_px(log_p_x_given_z):
 
 def cygen_loss(encoder, decoder, x, n_mc, variant, w_cm):
     """Returns (loss, fit, compatibility). One body pass of the encoder serves both terms."""
-    x = x.detach().requires_grad_(w_cm > 0)
-    params = encoder.flow_params(x)
-    sample = encoder.transform(params, encoder.sample_base(n_mc, x.shape[0], x.device))
-    fit = -harmonic_mean_log_px(decoder.log_prob(x, sample.z)).mean()
+    x = x.detach()
+    e_fit = encoder.sample_base(n_mc, x.shape[0], x.device)
     if w_cm == 0:  # the no-compatibility ablation: skip the third-order graph entirely
-        compatibility = torch.zeros((), device=x.device)
+        params, compatibility = encoder.flow_params(x), torch.zeros((), device=x.device)
     else:
-        compatibility = compatibility_terms(encoder, decoder, x, params, variant).mean()
+        e = encoder.sample_base(1, x.shape[0], x.device)[0]
+        eta = torch.randn_like(x)
+        params, tangent = directional_flow_params(encoder, x, eta)
+        compatibility = compatibility_terms(encoder, decoder, x, variant, e=e, eta=eta,
+                                            directional=(params, tangent)).mean()
+    fit = -harmonic_mean_log_px(decoder.log_prob(x, encoder.transform(params, e_fit).z)).mean()
     return fit + w_cm * compatibility, fit, compatibility

@@ -2,9 +2,9 @@
 from .cli import add_common_args, add_flags_from_defaults, progress, resolve_device, run_main
 from .runs import (ConfigError, MetricsLog, NonFiniteLossError, RunFolder, capture_rng_state, check_finite,
                    git_commit, library_versions, load_checkpoint, restore_rng_state, seed_everything,
-                   write_json_atomic)
+                   separate_rng_stream, write_json_atomic)
 
 __all__ = ["add_common_args", "add_flags_from_defaults", "progress", "resolve_device", "run_main",
            "ConfigError", "MetricsLog", "NonFiniteLossError", "RunFolder", "capture_rng_state", "check_finite",
            "git_commit", "library_versions", "load_checkpoint", "restore_rng_state", "seed_everything",
-           "write_json_atomic"]
+           "separate_rng_stream", "write_json_atomic"]

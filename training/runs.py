@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,15 @@ def restore_rng_state(state):
     name, key, position, has_gauss, cached_gaussian = state["numpy"]
     np.random.set_state((name, np.array(key, dtype=np.uint32), position, has_gauss, cached_gaussian))
     random.setstate(state["python"])
+
+
+@contextmanager
+def separate_rng_stream(device, seed):
+    """Evaluation and plots draw from their own seeded stream, so evaluating more or less often (or resuming)
+    does not change training."""
+    with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 def load_checkpoint(path):
