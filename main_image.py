@@ -1,0 +1,247 @@
+"""CyGen and its baselines on images (Liu et al., NeurIPS 2021, section 5.2): MNIST, Fashion-MNIST, SVHN.
+
+    python main_image.py --dataset mnist --method cygen --warm_up 100 --epochs 10      # CyGen(PT), paper Table 7
+    python main_image.py --dataset mnist --method elbo --warm_up 100 --epochs 100      # VAE
+    python main_image.py --dataset mnist --method dae --set_p_var 1 --epochs 100       # DAE
+    python main_image.py --dataset svhn --method cygen --warm_up 100 --epochs 20 --kl_beta 0.01 --vae_clamp 0.1
+
+A run is --warm_up epochs of ELBO (decoder variance --warm_p_var, KL weight ramped up to --kl_beta over the first
+half, Adamax at --warm_lr), then --epochs of --method with Adamax at --lr for the encoder and --lr x --lr_ratio_dec
+for the decoder, decoder variance --set_p_var. One metrics row per epoch; downstream accuracy after the warm-up, at
+the end and every --eval_every epochs; sample grids after the warm-up and at the end.
+"""
+import compat  # noqa: F401  (first: torchvision shim)
+
+import argparse
+import time
+import torch
+from torchvision.utils import save_image
+
+from data.images import BatchIterator, load_image_dataset, to_float
+from evaluation.downstream import downstream_accuracy
+from evaluation.samples import save_sample_tensor
+from models.image import image_decoder, image_encoder
+from objectives.cygen import COMPATIBILITY_VARIANTS, compatibility_terms, cygen_loss
+from objectives.vae import dae_loss, elbo_loss
+from sampling.chains import gibbs_chain, x_langevin
+from training import (RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state, check_finite,
+                      progress, resolve_device, restore_rng_state, run_main, seed_everything, separate_rng_stream)
+
+DEFAULTS = dict(
+    dataset="mnist", data_root="datasets", n_train=0, n_test=0,  # > 0: subsets (CPU-scale runs, tests)
+    method="cygen", z_dim=64, n_flows=4, n_householder=8,
+    warm_up=0, warm_lr=1e-3, warm_p_var=0.5, kl_beta=1.0,
+    lr=1e-4, lr_ratio_dec=0.1, set_p_var=0.01, vae_clamp=100.0, batch_size=100,
+    cmtype="jacnorm_x", w_cm=1e-3, n_mc_px=1, compat_rows=0,  # compat_rows > 0: compatibility on that many rows
+    eval_every=0, valid_size=1000, n_trials=10, downstream_epochs=100, downstream_draws=10,
+    gen_batch_size=64, gen_niter=200, gen_stepsize=1e-3, gen_anneal=10.0, gen_freeze=0.0, gen_init="decoder",
+    gibbs_steps=18, save_samples=0,
+)
+CHOICES = dict(dataset=("mnist", "fmnist", "svhn"), method=("cygen", "elbo", "dae"), cmtype=COMPATIBILITY_VARIANTS,
+               gen_init=("decoder", "uniform"))
+MODEL_KEYS = ("dataset", "n_train", "method", "z_dim", "n_flows", "n_householder", "warm_up", "cmtype")
+METRIC_COLUMNS = ("step", "phase", "train_loss", "recon", "kl", "compat", "valid_recon", "valid_compat",
+                  "accuracy", "accuracy_std", "elapsed_s")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser, length_flag="epochs", default_length=10)
+    add_flags_from_defaults(parser, DEFAULTS)
+    args = parser.parse_args(argv)
+    for name, allowed in CHOICES.items():
+        if getattr(args, name) not in allowed:
+            parser.error(f"--{name} {getattr(args, name)!r} is not one of {', '.join(allowed)}")
+    if args.warm_up < 0 or args.epochs < 0 or args.warm_up + args.epochs == 0:
+        parser.error("--warm_up and --epochs must be >= 0 with at least one epoch in all")
+    if args.method == "cygen" and args.w_cm > 0 and args.epochs == 0:
+        parser.error("--method cygen with --epochs 0 trains no CyGen epoch; give --epochs N")
+    if args.compat_rows > args.batch_size:
+        parser.error(f"--compat_rows {args.compat_rows} exceeds --batch_size {args.batch_size}")
+    if min(args.n_train, args.n_test) < 0:
+        parser.error("--n_train and --n_test must be >= 0 (0: the whole split)")
+    if min(args.batch_size, args.n_mc_px, args.n_trials, args.downstream_draws, args.valid_size) <= 0:
+        parser.error("--batch_size, --n_mc_px, --n_trials, --downstream_draws and --valid_size must be positive")
+    return args
+
+
+def phase_at(epoch, args):
+    return "warmup" if epoch < args.warm_up else args.method
+
+
+def kl_weight(epoch, args):
+    """The official ramp: epoch k (1-based) of the warm-up weighs the KL by 2k/warm_up * kl_beta until half-way."""
+    k = epoch + 1
+    return k / args.warm_up * 2 * args.kl_beta if k < args.warm_up / 2 else args.kl_beta
+
+
+def enter_phase(phase, encoder, decoder, args):
+    """Decoder variance, base-noise clamp and optimizer of a phase (the official code restarts Adamax)."""
+    if phase == "warmup":
+        decoder.variance, encoder.e_clamp = args.warm_p_var, None
+        groups = [{"params": [*encoder.parameters(), *decoder.parameters()], "lr": args.warm_lr}]
+    else:
+        decoder.variance, encoder.e_clamp = args.set_p_var, args.vae_clamp
+        groups = [{"params": encoder.parameters(), "lr": args.lr},
+                  {"params": decoder.parameters(), "lr": args.lr * args.lr_ratio_dec}]
+    return torch.optim.Adamax(groups, eps=1e-7)
+
+
+def cygen_batch_loss(encoder, decoder, x, args):
+    """cygen_loss, with the compatibility term on the first --compat_rows rows only when asked (CPU scale)."""
+    if not 0 < args.compat_rows < x.shape[0]:
+        return cygen_loss(encoder, decoder, x, args.n_mc_px, args.cmtype, args.w_cm)
+    loss_c, fit_c, compat = cygen_loss(encoder, decoder, x[:args.compat_rows], args.n_mc_px, args.cmtype, args.w_cm)
+    _, fit_rest, _ = cygen_loss(encoder, decoder, x[args.compat_rows:], args.n_mc_px, args.cmtype, 0.0)
+    share = args.compat_rows / x.shape[0]
+    fit = share * fit_c + (1 - share) * fit_rest
+    return fit + args.w_cm * compat, fit, compat
+
+
+def training_loss(phase, encoder, decoder, x, epoch, args):
+    if phase == "warmup":
+        loss, recon, kl = elbo_loss(encoder, decoder, x, args.n_mc_px, kl_beta=kl_weight(epoch, args))
+        return loss, {"recon": recon, "kl": kl}
+    if phase == "elbo":
+        loss, recon, kl = elbo_loss(encoder, decoder, x, args.n_mc_px, kl_beta=args.kl_beta)
+        return loss, {"recon": recon, "kl": kl}
+    if phase == "dae":
+        loss = dae_loss(encoder, decoder, x)
+        return loss, {"recon": loss}
+    loss, fit, compat = cygen_batch_loss(encoder, decoder, x, args)
+    return loss, {"recon": fit, "compat": compat}
+
+
+def validation_metrics(encoder, decoder, valid_x, args):
+    """Reconstruction NLL (at the current decoder variance) and the Hutchinson compatibility, on held-out images."""
+    x = to_float(valid_x)
+    recon = []
+    with torch.no_grad():
+        for chunk in x.split(500):
+            recon.append(-decoder.log_prob(chunk, encoder(chunk).z).mean(0))
+    compat = compatibility_terms(encoder, decoder, x[:args.batch_size], args.cmtype).mean().item()
+    return {"valid_recon": torch.cat(recon).mean().item(), "valid_compat": compat}
+
+
+def prior_decoded(decoder, n, z_dim, device):
+    return decoder.mean_net(torch.randn(n, z_dim, device=device))
+
+
+def langevin_samples(encoder, decoder, n, args, device):
+    """x-space SGLD; x0 ~ p(.|z0) with z0 ~ N(0, I) as in the paper, or uniform noise. Output: the decoder mean at
+    z ~ q(z|x_T)."""
+    if args.gen_init == "decoder":
+        x0 = decoder.sample(torch.randn(n, args.z_dim, device=device)).clamp(0, 1)
+    else:
+        x0 = torch.rand(n, *encoder_input_shape(args), device=device)
+    _, z = x_langevin(encoder, decoder, x0, args.gen_niter, args.gen_stepsize, anneal=args.gen_anneal,
+                      freeze=args.gen_freeze, x_range=(0.0, 1.0))
+    with torch.no_grad():
+        return decoder.mean_net(z)
+
+
+def encoder_input_shape(args):
+    return (3, 32, 32) if args.dataset == "svhn" else (1, 28, 28)
+
+
+def generated(encoder, decoder, n, args, device):
+    """The method's own sampler: prior samples for the VAE, SGLD on the joint for the prior-free methods."""
+    if args.method == "elbo":
+        with torch.no_grad():
+            return prior_decoded(decoder, n, args.z_dim, device)
+    return torch.cat([langevin_samples(encoder, decoder, chunk, args, device)
+                      for chunk in split_count(n, args.gen_batch_size)])
+
+
+def split_count(n, size):
+    return [min(size, n - start) for start in range(0, n, size)]
+
+
+def save_grids(run, tag, encoder, decoder, splits, args, device):
+    """Reconstructions, prior samples (meaningful for the VAE), SGLD samples and Gibbs-chain states."""
+    n = args.gen_batch_size
+    x = to_float(splits.test_x[:n])
+    encoder.eval()
+    with torch.no_grad():
+        grids = {"recon": torch.cat([x[:n // 2], decoder.mean_net(encoder.sample(x[:n // 2]))]),
+                 "prior": prior_decoded(decoder, n, args.z_dim, device)}
+        _, z = gibbs_chain(encoder, decoder, args.gibbs_steps, x0=x)
+        grids["gibbs"] = decoder.mean_net(z)
+    grids["langevin"] = langevin_samples(encoder, decoder, n, args, device)
+    encoder.train()
+    for name, images in grids.items():
+        save_image(images.clamp(0, 1), run.samples_dir / f"{tag}_{name}.png", nrow=int(n ** 0.5))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    splits = load_image_dataset(args.dataset, args.data_root, device=device, n_valid=None)
+    if splits.shape != encoder_input_shape(args):
+        raise ValueError(f"{args.dataset} images have shape {splits.shape}")
+    train_x, train_y = splits.train_x[:args.n_train or None], splits.train_y[:args.n_train or None]
+    test_x, test_y = splits.test_x[:args.n_test or None], splits.test_y[:args.n_test or None]
+    run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
+    seed_everything(args.seed)
+    encoder = image_encoder(splits.shape, args.z_dim, args.n_flows, args.n_householder).to(device)
+    decoder = image_decoder(splits.shape, args.z_dim, args.set_p_var).to(device)
+    total_epochs = args.warm_up + args.epochs
+    start = run.start_step
+    optimizer = enter_phase(phase_at(start, args), encoder, decoder, args)
+    if run.resume_state:
+        state = run.resume_state
+        encoder.load_state_dict(state["models"]["encoder"])
+        decoder.load_state_dict(state["models"]["decoder"])
+        if phase_at(start - 1, args) == phase_at(start, args):  # else the saved optimizer is the warm-up's
+            optimizer.load_state_dict(state["optimizers"]["model"])
+        restore_rng_state(state["rng"])
+    start_time = time.time() - (run.resume_state.get("elapsed_s", 0.0) if run.resume_state else 0.0)
+    batches = BatchIterator(train_x, None, args.batch_size)
+
+    for epoch in range(start, total_epochs):
+        phase = phase_at(epoch, args)
+        if epoch == args.warm_up > 0 and epoch > start:
+            optimizer = enter_phase(phase, encoder, decoder, args)
+        sums = {}
+        bar = progress(batches, total=len(batches), desc=f"{phase} epoch {epoch + 1}/{total_epochs}")
+        for x_uint8, _ in bar:
+            x = to_float(x_uint8)
+            loss, terms = training_loss(phase, encoder, decoder, x, epoch, args)
+            check_finite(epoch + 1, {"loss": loss, **terms}, run)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            for name, value in {"train_loss": loss, **terms}.items():
+                sums[name] = sums.get(name, 0.0) + value.detach()
+            bar.set_postfix({name: f"{value.item():.4g}" for name, value in terms.items()}, refresh=False)
+
+        done = epoch + 1
+        row = dict.fromkeys(METRIC_COLUMNS)
+        row.update(step=done, phase=phase, **{name: (total / len(batches)).item() for name, total in sums.items()})
+        milestone = done in (args.warm_up, total_epochs) or (args.eval_every and done % args.eval_every == 0)
+        with separate_rng_stream(device, args.seed + done):
+            row.update(validation_metrics(encoder, decoder, splits.valid_x[:args.valid_size], args))
+            if milestone:
+                result = downstream_accuracy(encoder, train_x, train_y, test_x, test_y,
+                                             args.n_trials, args.downstream_epochs, args.downstream_draws)
+                row.update(accuracy=result.mean, accuracy_std=result.std)
+                print(f"epoch {done}: downstream accuracy {result.mean:.2f} +- {result.std:.2f} % "
+                      f"({args.n_trials} trials)")
+        row["elapsed_s"] = round(time.time() - start_time, 2)
+        run.metrics.log(row)
+        run.save_checkpoint({"step": done, "models": {"encoder": encoder.state_dict(), "decoder": decoder.state_dict()},
+                             "optimizers": {"model": optimizer.state_dict()}, "rng": capture_rng_state(),
+                             "elapsed_s": time.time() - start_time})
+        if done in (args.warm_up, total_epochs):  # after the checkpoint: a figure never costs a run
+            with separate_rng_stream(device, args.seed + done):
+                save_grids(run, "warmup" if done == args.warm_up else "final", encoder, decoder, splits, args, device)
+
+    if args.save_samples:
+        with separate_rng_stream(device, args.seed):
+            samples = generated(encoder, decoder, args.save_samples, args, device)
+        path = save_sample_tensor(run.path / "samples" / f"samples_{args.method}_{args.save_samples}.pt", samples)
+        print(f"wrote {args.save_samples} samples to {path}")
+
+
+if __name__ == "__main__":
+    run_main(main)
