@@ -5,29 +5,11 @@ command that produced them, the git commit, the hardware and the date, so no num
 """
 import datetime
 import json
-import os
-import platform
 from pathlib import Path
 
-import torch
-
-from training import git_commit, write_json_atomic
+from training import git_commit, hardware_description, write_json_atomic  # noqa: F401 (re-exported)
 
 ROW_KEYS = ("method", "dataset", "metric", "ours", "paper", "scale")
-
-
-def hardware_description(device="cpu"):
-    """'NVIDIA H100 80GB HBM3' for CUDA, else the CPU model with the thread count torch uses."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as file:
-            model = next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {model}, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
 
 
 def write_summary(path, *, experiment, rows, command, kind, hardware, notes=""):

@@ -87,6 +87,20 @@ def library_versions():
     return {"python": platform.python_version(), **{name: version(name) for name in ("torch", "torchvision", "numpy")}}
 
 
+def hardware_description(device="cpu"):
+    """'NVIDIA H100 80GB HBM3' for CUDA, else the CPU model with the thread count torch uses."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as file:
+            model = next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU {model}, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
+
+
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
@@ -223,6 +237,8 @@ class RunFolder:
                 "git_commit": git_commit(),
                 "versions": library_versions(),
                 "hostname": socket.gethostname(),
+                "hardware": hardware_description("cuda" if self.flags.get("device") in ("auto", "cuda")
+                                                 and torch.cuda.is_available() else "cpu"),
                 "resumed_at_step": earlier_resumes + ([self.start_step] if self.resume_state else [])}
 
     def save_checkpoint(self, state):
