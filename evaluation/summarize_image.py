@@ -2,11 +2,13 @@
 
     python -m evaluation.summarize_image runs/image_quick --kind quick --command "bash run_image.sh --quick"
 
-Reads each run folder's config.json and metrics.csv and writes results/image_<kind>.json through write_summary.
+Reads each run folder's config.json and metrics.csv and writes results/image_<kind>.json through write_summary;
+copies each run's final sample grids to results/figures/image_<kind>/ for RESULTS.md.
 """
 import argparse
 import csv
 import json
+import shutil
 from pathlib import Path
 
 from evaluation.summary import hardware_description, write_summary
@@ -53,6 +55,7 @@ def main():
     parser.add_argument("--kind", choices=("quick", "full"), required=True)
     parser.add_argument("--command", required=True, help="the command that produced the runs")
     parser.add_argument("--out", type=Path, help="default: results/image_<kind>.json")
+    parser.add_argument("--figures", type=Path, help="default: results/figures/image_<kind>")
     args = parser.parse_args()
     run_dirs = sorted(p for p in args.root.iterdir() if (p / "metrics.csv").exists())
     rows = [row for run_dir in run_dirs for row in summary_rows(run_dir)]
@@ -64,6 +67,11 @@ def main():
                   command=args.command, kind=args.kind, hardware=", ".join(sorted(hardware)),
                   notes="Accuracy of a fresh Linear-LeakyReLU-Linear classifier on z ~ q(z|x) of the training "
                         "images with the encoder frozen, on the whole MNIST/SVHN test set; mean ± std over trials.")
+    figures = args.figures or Path("results") / "figures" / f"image_{args.kind}"
+    figures.mkdir(parents=True, exist_ok=True)
+    for run_dir in run_dirs:
+        for grid in sorted((run_dir / "samples").glob("final_*.png")):
+            shutil.copyfile(grid, figures / f"{run_dir.name}_{grid.name.removeprefix('final_')}")
     for row in rows:
         print(f"| {row['method']} | {row['dataset']} | {row['metric']} | {row['ours']} | {row['paper']} |")
     print(f"wrote {out}")
