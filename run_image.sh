@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # CyGen's image experiments, paper Table 7 (downstream accuracy): VAE, DAE and CyGen(PT) on MNIST and SVHN.
 #   bash run_image.sh            the paper's protocol: 100 ELBO warm-up epochs, then 10 (MNIST) / 20 (SVHN) CyGen
-#                                epochs; VAE = warm-up + 100 ELBO epochs and DAE = 100 epochs (the official script);
+#                                epochs (MNIST: from the VAE run's warm-up checkpoint); VAE = warm-up + 100 ELBO epochs and DAE = 100 epochs (the official script);
 #                                batch 100, the whole training set, 10 downstream trials. Meant for a GPU.
 #   bash run_image.sh --quick    CPU scale, MNIST only: a 5,000-image training subset, 4 warm-up epochs + 1 epoch,
-#                                the compatibility term on 25 of every 100 images, DAE 5 epochs at the warm-up's
-#                                learning rate, 5 downstream trials of 50 classifier epochs; two runs at a time.
+#                                the compatibility term on 25 of every 100 images, DAE 5 epochs (decoder at the
+#                                encoder's lr 1e-4), 5 downstream trials of 50 classifier epochs; two runs at a time.
 # Extra arguments after the mode go to every run (e.g. --device cuda). Runs land in runs/image[_quick]/<data>-<name>
 # with --resume; the summary goes to results/image_<mode>.json (python -m evaluation.summarize_image).
 # Samples for FID: --save_samples of the CyGen(PT) and VAE runs (500 quick, 10,000 full).
@@ -24,7 +24,7 @@ if [ "$mode" = quick ]; then
     samples=500
     vae=(--warm_up 4 --epochs 1)
     cygen=(--warm_up 4 --epochs 1 --compat_rows 25)
-    dae=(--epochs 5 --lr 1e-3 --lr_ratio_dec 1)
+    dae=(--epochs 5 --lr_ratio_dec 1)
     parallel=2
 else
     root=runs/image
@@ -47,24 +47,23 @@ run() {  # run <data> <name> <flags...>
         || { echo "[run_image] $dir failed, see $dir/log.txt" >&2; return 1; }
 }
 
-jobs_list=()
-for data in "${datasets[@]}"; do
-    if [ "$data" = svhn ]; then  # the official SVHN settings
-        cygen_data=(--epochs 20 --kl_beta 0.01 --vae_clamp 0.1)
-    else
-        cygen_data=(--epochs 10 --kl_beta 1 --vae_clamp 100)
-    fi
-    [ "$mode" = quick ] && cygen_data=()
-    jobs_list+=("$data cygen_pt --method cygen ${cygen[*]} ${cygen_data[*]} --save_samples $samples"
-                "$data vae --method elbo ${vae[*]} --save_samples $samples"
-                "$data dae --method dae --set_p_var 1 ${dae[*]}")
-done
-
 failed=0
-for job in "${jobs_list[@]}"; do
+launch() {  # launch <run args...>: start a run in the background once fewer than $parallel are running
     while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || failed=1; done
-    # shellcheck disable=SC2086
-    run $job &
+    run "$@" &
+}
+for data in "${datasets[@]}"; do
+    if [ "$data" = svhn ]; then  # the official SVHN settings; its CyGen warm-up (KL weight 0.01) is not the VAE's
+        cygen_data=(--epochs 20 --kl_beta 0.01 --vae_clamp 0.1)
+    else  # CyGen(PT) starts from the VAE run's warm-up checkpoint: the same 100 epochs are not trained twice
+        cygen_data=(--epochs 10 --warm_start "$root/$data-vae/warmup_checkpoint.pt")
+    fi
+    [ "$mode" = quick ] && cygen_data=(--warm_start "$root/$data-vae/warmup_checkpoint.pt")
+    launch "$data" vae --method elbo "${vae[@]}" --save_samples "$samples"
+    vae_job=$!
+    launch "$data" dae --method dae --set_p_var 1 "${dae[@]}"
+    wait "$vae_job" || failed=1
+    launch "$data" cygen_pt --method cygen "${cygen[@]}" "${cygen_data[@]}" --save_samples "$samples"
 done
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 "$PYTHON" -m evaluation.summarize_image "$root" --kind "$mode" --command "$invocation"

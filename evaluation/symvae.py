@@ -1,0 +1,191 @@
+"""Evaluation of binary HVAEs: per-bit mutual information, progress grids, the limiting chain, and the limiting-chain
+Fréchet study (the paper's claim: symmetric learning keeps the limiting distribution close to the random-code
+samples, the ELBO's drifts away).
+
+    python -m evaluation.symvae --runs runs/symvae_quick/mnist-ladder-sym runs/symvae_quick/mnist-ladder-elbo \
+        --out results/symvae_quick.json
+
+The Fréchet distance here is computed on PCA features of pixels fitted on the training set (not FID; FID comes with
+compute_gen_fid.py), between model samples and the held-out test set.
+"""
+import compat  # noqa: F401  (pytorch_fid imports torchvision)
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from pytorch_fid.fid_score import calculate_frechet_distance
+
+from data.images import load_image_dataset
+from evaluation.summary import hardware_description, write_summary
+from models.binary_hvae import build_model
+from objectives.symvae import clean_images
+from training import load_checkpoint, resolve_device, separate_rng_stream
+
+MODEL_FLAGS = ("dataset", "encoder", "arch", "nz0", "nz1", "conditional_width", "encoder_width", "conv_channels",
+               "mlp_width")
+CHAIN_STEPS = (1, 10, 100, 1000)
+# README (official code, 200k iterations, FID-2048): random-code and limiting FID per setting and method
+README_FID = {("mnist", "ladder", "elbo"): (3.2227, 36.6440), ("mnist", "ladder", "symmetric"): (1.6543, 4.1015),
+              ("mnist", "reverse", "elbo"): (5.2889, 14.2256), ("mnist", "reverse", "symmetric"): (1.4746, 4.9559),
+              ("fmnist", "ladder", "elbo"): (37.8115, 119.1699), ("fmnist", "ladder", "symmetric"): (43.6204, 42.3663)}
+METHOD_NAMES = {"symmetric": "Symmetric", "elbo": "ELBO"}
+
+
+# ---- statistics logged during training -------------------------------------------------------------------------
+
+def binary_entropy(probability):
+    return torch.special.entr(probability) + torch.special.entr(1 - probability)
+
+
+def per_bit_mutual_information(probabilities):
+    """I(condition; bit_i) = H(marginal_i) - E[H(bit_i | condition)], the marginal estimated by the batch mean."""
+    return binary_entropy(probabilities.mean(0)) - binary_entropy(probabilities).mean(0)
+
+
+@torch.no_grad()
+def mutual_information(model, x, n_prior):
+    """Per-bit MI of the spec: I(z0; z1_i) under p, I(x; z0_i) and I(x, z0; z1_i) under q (x a data batch)."""
+    prior_probabilities = torch.sigmoid(model.p_z1_given_z0(model.sample_prior_z0(n_prior)))
+    posterior = model.posterior(x)
+    return {"p_z0_z1": per_bit_mutual_information(prior_probabilities),
+            "q_x_z0": per_bit_mutual_information(torch.sigmoid(posterior.logits_z0)),
+            "q_xz0_z1": per_bit_mutual_information(torch.sigmoid(posterior.logits_z1))}
+
+
+def mean_squared_weight(model):
+    parameters = list(model.parameters())
+    return sum(p.detach().square().sum() for p in parameters) / sum(p.numel() for p in parameters)
+
+
+@torch.no_grad()
+def limiting_chain(model, x_start, record_at):
+    """Advance all chains x -> z ~ q(z|x) -> x' ~ p(x|z) in one batch; yield (k, image) after k transitions for each
+    k in record_at, the image being the decoder's mode at a code of x_k (as the official generate_data.py)."""
+    x, done = x_start, 0
+    for steps in sorted(record_at):
+        for _ in range(steps - done):
+            x = model.chain_step(x)
+        done = steps
+        yield steps, model.reconstruction(x)
+
+
+@torch.no_grad()
+def progress_grid(model, x, chain_steps, n=10):
+    """Rows: data, reconstructions, random-code samples, limiting-chain states after chain_steps from a prior
+    sample. Returns [4n, 1, 28, 28] for torchvision's save_image(nrow=n)."""
+    random_code = model.random_code_images(2 * n)
+    (_, chain_state), = limiting_chain(model, random_code[n:], [chain_steps])
+    return torch.cat([x[:n], model.reconstruction(x[:n]), random_code[:n], chain_state])
+
+
+# ---- the limiting-chain Fréchet study --------------------------------------------------------------------------
+
+class PcaFrechet:
+    """Fréchet distance between image sets in the space of the top principal components of training pixels."""
+
+    def __init__(self, train_images, n_components=64):
+        pixels = train_images.flatten(1).double()
+        self.mean = pixels.mean(0)
+        centered = pixels - self.mean
+        eigenvalues, eigenvectors = torch.linalg.eigh(centered.T @ centered)  # ascending order
+        self.components = eigenvectors[:, -n_components:]
+        self.name = f"PCA-{n_components}"
+
+    def statistics(self, images):
+        features = ((images.flatten(1).double().to(self.mean.device) - self.mean) @ self.components).cpu().numpy()
+        return features.mean(0), np.cov(features, rowvar=False)
+
+    def distance(self, images, reference_statistics):
+        return float(calculate_frechet_distance(*self.statistics(images), *reference_statistics))
+
+
+def load_trained_model(run_dir, device):
+    """The model of a run folder's checkpoint, in eval mode, with the flags it was trained with."""
+    checkpoint_path = Path(run_dir) / "checkpoint.pt"
+    if not checkpoint_path.exists():
+        raise SystemExit(f"error: {checkpoint_path} does not exist; train with main_sym.py / main_elbo.py "
+                         f"--run_dir {run_dir} first.")
+    state = load_checkpoint(checkpoint_path)
+    flags = state["config"]["flags"]
+    model = build_model(**{key: flags[key] for key in MODEL_FLAGS}).to(device)
+    model.load_state_dict(state["models"]["model"])
+    return model.eval(), flags, state["step"]
+
+
+@torch.no_grad()
+def chain_study(model, frechet, reference_statistics, n_samples, chain_steps=CHAIN_STEPS):
+    """Fréchet distance of random-code samples, and of the limiting chain started from them after each k steps."""
+    random_code = model.random_code_images(n_samples)
+    distances = {"random_code": frechet.distance(random_code, reference_statistics)}
+    for steps, images in limiting_chain(model, random_code, chain_steps):
+        distances[f"chain_{steps}"] = frechet.distance(images, reference_statistics)
+    return distances
+
+
+def study_rows(flags, distances, scale, feature_name):
+    method, dataset = METHOD_NAMES[flags["method"]], f"{flags['dataset']} ({flags['encoder']})"
+    metric = f"Fréchet on {feature_name} pixel features vs test set"
+    paper = README_FID.get((flags["dataset"], flags["encoder"], flags["method"]))
+    rows = [{"method": method, "dataset": dataset, "metric": f"{metric}, random code", "ours": distances["random_code"],
+             "paper": None, "scale": scale}]
+    rows += [{"method": method, "dataset": dataset, "metric": f"{metric}, limiting chain {key.split('_')[1]} steps",
+              "ours": value, "paper": None, "scale": scale} for key, value in distances.items() if key != "random_code"]
+    last_steps = max(int(key.split("_")[1]) for key in distances if key != "random_code")
+    rows.append({"method": method, "dataset": dataset,
+                 "metric": f"limiting ({last_steps} steps) / random-code ratio (paper: README FID ratio)",
+                 "ours": distances[f"chain_{last_steps}"] / distances["random_code"],
+                 "paper": paper[1] / paper[0] if paper else None, "scale": scale})
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="+", required=True, help="run folders of main_sym.py / main_elbo.py")
+    parser.add_argument("--out", required=True, help="summary JSON to write, e.g. results/symvae_quick.json")
+    parser.add_argument("--kind", choices=("quick", "full"), default="quick")
+    parser.add_argument("--n_samples", type=int, default=1000, help="chains (all in one batch) and samples per set")
+    parser.add_argument("--n_components", type=int, default=64)
+    parser.add_argument("--chain_steps", type=int, nargs="+", default=list(CHAIN_STEPS))
+    parser.add_argument("--data_root", default="datasets")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    rows, features_by_dataset, details = [], {}, {}
+    for run_dir in args.runs:
+        model, flags, step = load_trained_model(run_dir, device)
+        dataset = flags["dataset"]
+        if dataset not in features_by_dataset:
+            splits = load_image_dataset(dataset, data_root=args.data_root, device=device, n_valid=0)
+            train, test = clean_images(splits.train_x, dataset), clean_images(splits.test_x, dataset)
+            frechet = PcaFrechet(train, args.n_components)
+            reference = frechet.statistics(test)
+            # The floor: n_samples real training images against the same test statistics.
+            with separate_rng_stream(device, args.seed):
+                subset = train[torch.randperm(len(train), device=device)[:args.n_samples]]
+            features_by_dataset[dataset] = (frechet, reference, frechet.distance(subset, reference))
+        frechet, reference, floor = features_by_dataset[dataset]
+        with separate_rng_stream(device, args.seed):
+            distances = chain_study(model, frechet, reference, args.n_samples, args.chain_steps)
+        scale = (f"{step} iterations, batch {flags['batch_size']}, lr {flags['lr']}, {flags['arch']} nets, "
+                 f"{flags['nz0']}/{flags['nz1']} bits, {args.n_samples} samples")
+        rows += study_rows(flags, distances, scale, frechet.name)
+        details[str(run_dir)] = {"distances": distances, "train_vs_test_floor": floor}
+        print(f"{run_dir}: " + "  ".join(f"{k} {v:.2f}" for k, v in distances.items()) + f"  (data floor {floor:.2f})")
+    floors = {dataset: round(floor, 3) for dataset, (_, _, floor) in features_by_dataset.items()}
+    notes = (f"Fréchet distance on {args.n_components} PCA components of pixels fitted on the training set (not FID); "
+             f"reference = the held-out test set; {args.n_samples} training images score {floors} (the floor). "
+             "Chains start from the random-code samples; 'paper' holds the README's FID ratio limiting/random code.")
+    write_summary(args.out, experiment="symvae limiting chain", rows=rows, kind=args.kind,
+                  command=shlex.join(["python", "-m", "evaluation.symvae", *(sys.argv[1:] if argv is None else argv)]),
+                  hardware=hardware_description(device), notes=notes)
+    print(json.dumps(details, indent=1))
+
+
+if __name__ == "__main__":
+    main()
