@@ -13,7 +13,9 @@ the end and every --eval_every epochs; sample grids after the warm-up and at the
 import compat  # noqa: F401  (first: torchvision shim)
 
 import argparse
+import csv
 import time
+from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
@@ -24,8 +26,10 @@ from models.image import image_decoder, image_encoder
 from objectives.cygen import COMPATIBILITY_VARIANTS, compatibility_terms, cygen_loss
 from objectives.vae import dae_loss, elbo_loss
 from sampling.chains import gibbs_chain, x_langevin
-from training import (RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state, check_finite,
-                      progress, resolve_device, restore_rng_state, run_main, seed_everything, separate_rng_stream)
+from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state,
+                      check_finite, load_checkpoint, progress, resolve_device, restore_rng_state, run_main,
+                      seed_everything, separate_rng_stream)
+from training.runs import check_same_model_flags, write_atomically
 
 DEFAULTS = dict(
     dataset="mnist", data_root="datasets", n_train=0, n_test=0,  # > 0: subsets (CPU-scale runs, tests)
@@ -36,10 +40,15 @@ DEFAULTS = dict(
     eval_every=0, valid_size=1000, n_trials=10, downstream_epochs=100, downstream_draws=10,
     gen_batch_size=64, gen_niter=200, gen_stepsize=1e-3, gen_anneal=10.0, gen_freeze=0.0, gen_init="decoder",
     gibbs_steps=18, save_samples=0,
+    warm_start="",  # a run's warmup_checkpoint.pt: start after its warm-up (CyGen(PT) reusing the VAE's warm-up)
 )
 CHOICES = dict(dataset=("mnist", "fmnist", "svhn"), method=("cygen", "elbo", "dae"), cmtype=COMPATIBILITY_VARIANTS,
                gen_init=("decoder", "uniform"))
 MODEL_KEYS = ("dataset", "n_train", "method", "z_dim", "n_flows", "n_householder", "warm_up", "cmtype")
+# Two runs that agree on these flags train the same warm-up, so one can start from the other's warm-up checkpoint.
+WARM_UP_KEYS = ("dataset", "data_root", "n_train", "seed", "z_dim", "n_flows", "n_householder", "warm_up", "warm_lr",
+                "warm_p_var", "kl_beta", "batch_size", "n_mc_px")
+WARM_UP_CHECKPOINT = "warmup_checkpoint.pt"
 METRIC_COLUMNS = ("step", "phase", "train_loss", "recon", "kl", "compat", "valid_recon", "valid_compat",
                   "accuracy", "accuracy_std", "elapsed_s")
 
@@ -56,6 +65,8 @@ def parse_args(argv=None):
         parser.error("--warm_up and --epochs must be >= 0 with at least one epoch in all")
     if args.method == "cygen" and args.w_cm > 0 and args.epochs == 0:
         parser.error("--method cygen with --epochs 0 trains no CyGen epoch; give --epochs N")
+    if args.warm_start and args.warm_up == 0:
+        parser.error("--warm_start needs --warm_up N: it skips the N warm-up epochs of this run")
     if args.compat_rows > args.batch_size:
         parser.error(f"--compat_rows {args.compat_rows} exceeds --batch_size {args.batch_size}")
     if min(args.n_train, args.n_test) < 0:
@@ -173,6 +184,22 @@ def save_grids(run, tag, encoder, decoder, splits, args, device):
         save_image(images.clamp(0, 1), run.samples_dir / f"{tag}_{name}.png", nrow=int(n ** 0.5))
 
 
+def warm_start_state(run, args):
+    """The warm-up checkpoint of another run with the same warm-up flags; its metrics rows are copied over."""
+    path = Path(args.warm_start)
+    state = load_checkpoint(path)
+    check_same_model_flags(state["config"]["flags"], vars(args), WARM_UP_KEYS, path)
+    if state["step"] != args.warm_up:
+        raise ConfigError(f"{path} is a checkpoint at epoch {state['step']}, not at the end of a {args.warm_up}-epoch "
+                          f"warm-up; pass a run's {WARM_UP_CHECKPOINT}")
+    with open(path.parent / "metrics.csv") as file:
+        for row in csv.DictReader(file):
+            if int(row["step"]) <= args.warm_up:
+                run.metrics.log(row)
+    print(f"starting after the warm-up of {path}")
+    return state
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
@@ -186,16 +213,16 @@ def main(argv=None):
     encoder = image_encoder(splits.shape, args.z_dim, args.n_flows, args.n_householder).to(device)
     decoder = image_decoder(splits.shape, args.z_dim, args.set_p_var).to(device)
     total_epochs = args.warm_up + args.epochs
-    start = run.start_step
+    state = run.resume_state or (warm_start_state(run, args) if args.warm_start else None)
+    start = state["step"] if state else 0
     optimizer = enter_phase(phase_at(start, args), encoder, decoder, args)
-    if run.resume_state:
-        state = run.resume_state
+    if state:
         encoder.load_state_dict(state["models"]["encoder"])
         decoder.load_state_dict(state["models"]["decoder"])
         if phase_at(start - 1, args) == phase_at(start, args):  # else the saved optimizer is the warm-up's
             optimizer.load_state_dict(state["optimizers"]["model"])
         restore_rng_state(state["rng"])
-    start_time = time.time() - (run.resume_state.get("elapsed_s", 0.0) if run.resume_state else 0.0)
+    start_time = time.time() - (state.get("elapsed_s", 0.0) if state else 0.0)
     batches = BatchIterator(train_x, None, args.batch_size)
 
     for epoch in range(start, total_epochs):
@@ -232,6 +259,8 @@ def main(argv=None):
         run.save_checkpoint({"step": done, "models": {"encoder": encoder.state_dict(), "decoder": decoder.state_dict()},
                              "optimizers": {"model": optimizer.state_dict()}, "rng": capture_rng_state(),
                              "elapsed_s": time.time() - start_time})
+        if done == args.warm_up:
+            write_atomically(run.path / WARM_UP_CHECKPOINT, lambda file: file.write(run.checkpoint_path.read_bytes()))
         if done in (args.warm_up, total_epochs):  # after the checkpoint: a figure never costs a run
             with separate_rng_stream(device, args.seed + done):
                 save_grids(run, "warmup" if done == args.warm_up else "final", encoder, decoder, splits, args, device)

@@ -166,3 +166,16 @@ def test_main_image_refuses_contradicting_flags(tmp_path):
     result = run_script("main_image.py", "--compat_rows", "200", "--batch_size", "100", "--run_dir",
                         str(tmp_path / "run"), check=False)
     assert result.returncode == 2 and "--compat_rows 200 exceeds --batch_size 100" in result.stderr
+
+
+def test_cygen_pt_can_start_from_a_vae_runs_warm_up(tmp_path):
+    common = ["--dataset", "mnist", *TINY_IMAGE, "--warm_up", "1", "--epochs", "1"]
+    run_script("main_image.py", *common, "--method", "elbo", "--run_dir", str(tmp_path / "vae"))
+    warm_up = tmp_path / "vae" / "warmup_checkpoint.pt"
+    run_script("main_image.py", *common, "--method", "cygen", "--warm_start", str(warm_up),
+               "--run_dir", str(tmp_path / "cygen"))
+    vae_rows, cygen_rows = read_metrics(tmp_path / "vae"), read_metrics(tmp_path / "cygen")
+    assert cygen_rows[0] == vae_rows[0] and cygen_rows[1]["phase"] == "cygen"
+    refused = run_script("main_image.py", *common, "--method", "cygen", "--warm_start", str(warm_up),
+                         "--kl_beta", "0.5", "--run_dir", str(tmp_path / "other"), check=False)
+    assert refused.returncode == 1 and "--kl_beta: checkpoint 1.0, now 0.5" in refused.stderr
