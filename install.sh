@@ -10,7 +10,8 @@ stamp=.install-stamp
 wanted=$(cat requirements.txt install.sh | sha256sum | cut -c1-16)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] \
-    && "$PYTHON" -c "import compat, torchvision, scipy, matplotlib, tqdm, pytest, pytorch_fid" 2>/dev/null; then
+    && "$PYTHON" -c "import compat, torchvision, scipy, matplotlib, tqdm, pytest, pytorch_fid, nbclient, nbformat, ipykernel" \
+        2>/dev/null; then
     exit 0
 fi
 

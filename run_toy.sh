@@ -61,5 +61,5 @@ for job in "${jobs_list[@]}"; do
     run $job &
 done
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
-"$PYTHON" -m evaluation.summarize_toy "$root"
+"$PYTHON" -m evaluation.summarize_toy "$root" --copy_figures && "$PYTHON" -m evaluation.render_results
 exit $failed

@@ -1,6 +1,7 @@
 """Time one training step of main_toy.py (forward, backward, Adam) at the paper's configuration.
 
     python bench/bench_toy.py [--device cpu|cuda] [--threads 1] [--batch_size 1000] [--repeats 20]
+                              [--summary results/toy_speed.json]
 
 CyGen's step (harmonic-mean fit with M=16 + compatibility term, F=32 flows) is reported beside the ELBO step of
 the same networks measured in the same run, so the ratio survives a noisy, shared machine. The official code's
@@ -8,6 +9,7 @@ step, measured on this project's 2-core CPU with one thread and no other load, t
 """
 import argparse
 import os
+import shlex
 import sys
 import time
 
@@ -15,11 +17,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from evaluation.summary import hardware_description, write_summary  # noqa: E402
 from models.toy import toy_decoder, toy_encoder  # noqa: E402
 from objectives.cygen import cygen_loss  # noqa: E402
 from objectives.vae import elbo_loss  # noqa: E402
 
 OFFICIAL_SECONDS_PER_STEP = 0.47
+BASELINE, LITE = "elbo (baseline)", "cygen jacnorm_lite_x"
+LABELS = {BASELINE: "ELBO (baseline, same networks)", "cygen fit only (w_cm=0)": "CyGen, fit only (w_cm = 0)",
+          LITE: "CyGen, jacnorm_lite_x (toy default)", "cygen jacnorm_x": "CyGen, jacnorm_x"}
 
 
 def time_step(loss_fn, parameters, device, repeats, warmup=3):
@@ -44,6 +50,33 @@ def time_step(loss_fn, parameters, device, repeats, warmup=3):
     return sorted(times)[len(times) // 2]  # the median resists the machine's other load
 
 
+def write_speed_summary(args, device, seconds):
+    """Milliseconds per step and the ratio to the ELBO step; in the setting where the spec timed the official code
+    (this project's CPU, one thread, batch 1000, M=16) also the speed-up over it."""
+    on_cpu = device.type == "cpu"
+    as_official = on_cpu and args.threads == 1 and args.batch_size == 1000 and args.n_mc_px == 16
+    scale = f"batch {args.batch_size}, F=32, M={args.n_mc_px}, median of {args.repeats} steps"
+    rows = []
+    for name, s in seconds.items():
+        method = LABELS[name]
+        official = (f"official code ~{OFFICIAL_SECONDS_PER_STEP * 1e3:.0f} (unloaded)"
+                    if as_official and name == LITE else None)
+        rows.append(dict(method=method, dataset="toy", metric="ms per step", ours=s * 1e3, paper=official,
+                         scale=scale))
+        if name != BASELINE:
+            rows.append(dict(method=method, dataset="toy", metric="x the ELBO step", ours=s / seconds[BASELINE],
+                             paper=None, scale=scale))
+    if as_official:
+        rows.append(dict(method=LABELS[LITE], dataset="toy", metric="speed-up over the official code",
+                         ours=OFFICIAL_SECONDS_PER_STEP / seconds[LITE], paper="10x (target)", scale=scale))
+    write_summary(args.summary, experiment="Speed of one toy training step (forward, backward, Adam)", rows=rows,
+                  command=shlex.join(["python", *sys.argv]), kind="quick" if on_cpu else "full",
+                  hardware=hardware_description(device),
+                  notes=f"Load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while timing: other "
+                        "processes slow every step, the ratio to the ELBO step much less.")
+    print(f"wrote {args.summary}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -51,6 +84,7 @@ def main():
     parser.add_argument("--batch_size", type=int, default=1000)
     parser.add_argument("--n_mc_px", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--summary", help="also write the timings as a results summary (e.g. results/toy_speed.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -60,20 +94,22 @@ def main():
     x = torch.randn(args.batch_size, 2, device=device)
 
     cases = {
-        "elbo (baseline)": lambda: elbo_loss(encoder, decoder, x, args.n_mc_px)[0],
+        BASELINE: lambda: elbo_loss(encoder, decoder, x, args.n_mc_px)[0],
         "cygen fit only (w_cm=0)": lambda: cygen_loss(encoder, decoder, x, args.n_mc_px, "jacnorm_lite_x", 0.0)[0],
-        "cygen jacnorm_lite_x": lambda: cygen_loss(encoder, decoder, x, args.n_mc_px, "jacnorm_lite_x", 1e-5)[0],
+        LITE: lambda: cygen_loss(encoder, decoder, x, args.n_mc_px, "jacnorm_lite_x", 1e-5)[0],
         "cygen jacnorm_x": lambda: cygen_loss(encoder, decoder, x, args.n_mc_px, "jacnorm_x", 1e-5)[0],
     }
     print(f"device {device}, threads {args.threads}, batch {args.batch_size}, F=32 flows, M={args.n_mc_px}")
     seconds = {name: time_step(fn, parameters, device, args.repeats) for name, fn in cases.items()}
-    baseline = seconds["elbo (baseline)"]
+    baseline = seconds[BASELINE]
     for name, s in seconds.items():
         print(f"{name:26s} {s * 1e3:8.1f} ms/step  {1 / s:7.1f} steps/s  {s / baseline:5.2f}x the ELBO step")
-    lite = seconds["cygen jacnorm_lite_x"]
+    lite = seconds[LITE]
     if device.type == "cpu":
         print(f"vs the official code's {OFFICIAL_SECONDS_PER_STEP} s/step (1 thread, spec): "
               f"{OFFICIAL_SECONDS_PER_STEP / lite:.1f}x faster; 30000 iterations ~ {30000 * lite / 60:.0f} min")
+    if args.summary:
+        write_speed_summary(args, device, seconds)
 
 
 if __name__ == "__main__":

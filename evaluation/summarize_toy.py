@@ -1,7 +1,9 @@
-"""Markdown table of finished toy runs: python -m evaluation.summarize_toy RUNS_ROOT [--figures DIR].
+"""Summary of finished toy runs: python -m evaluation.summarize_toy RUNS_ROOT [--kind quick|full] [--copy_figures].
 
-Reads each run folder's config.json and metrics.csv (never typed numbers), and optionally copies each run's last
-figure to DIR so RESULTS.md can link it.
+Reads each run folder's config.json and metrics.csv under RUNS_ROOT (as bash run_toy.sh lays them out:
+<data>-<name>) and writes results/toy_<kind>.json through evaluation.summary.write_summary; --copy_figures also
+copies each run's last figure to results/figures/toy_<kind>/. python -m evaluation.render_results then puts both
+into RESULTS.md.
 """
 import argparse
 import csv
@@ -9,54 +11,86 @@ import json
 import shutil
 from pathlib import Path
 
-# Paper values (spec, pinwheel: the official code's logged lite value, with its bug B2 in the compatibility term).
-PAPER_COMPATIBILITY = {("pinwheel", "cygen_pt"): "1.6e4 -> ~4.6e3", ("pinwheel", "no_compat"): "1.6e4 -> ~1.2e8"}
+import torch
+
+from evaluation.summary import hardware_description, write_summary
+
 LABELS = {"cygen_pt": "CyGen(PT)", "cygen": "CyGen", "no_compat": "CyGen(PT), w_cm=0", "vae": "VAE (ELBO)",
           "dae": "DAE", "bigan": "BiGAN", "gibbsnet": "GibbsNet"}
+# The spec's pinwheel values, logged by the official code with its bug B2 in the compatibility term (batch 1000).
+PAPER = {("pinwheel", "cygen_pt", "compatibility_lite", "pretrained"): "~1.6e4 (step 1000, B2)",
+         ("pinwheel", "cygen_pt", "compatibility_lite", "end"): "~4.6e3 (step 30000, B2)",
+         ("pinwheel", "no_compat", "compatibility_lite", "pretrained"): "~1.6e4 (step 1000, B2)",
+         ("pinwheel", "no_compat", "compatibility_lite", "end"): "~1.2e8 (diverges, B2)"}
+METRICS = {"compatibility_lite": "compatibility, lite (J-weighted)", "compatibility": "compatibility, full norm",
+           "nll_hm": "harmonic-mean NLL"}
 
 
-def transition(at_pretraining, last, column):
-    """'after pretraining -> final' for CyGen(PT)-style runs, else the final value."""
-    final = f"{float(last[column]):.3g}"
-    return f"{float(at_pretraining[column]):.3g} -> {final}" if at_pretraining else final
-
-
-def summarize(run_dir: Path):
-    flags = json.loads((run_dir / "config.json").read_text())["flags"]
+def run_rows(run_dir: Path):
+    """(summary rows, config) of one finished run: its final values, and for CyGen(PT)-style runs the compatibility
+    at the end of ELBO pretraining too."""
+    config = json.loads((run_dir / "config.json").read_text())
+    flags = config["flags"]
     with open(run_dir / "metrics.csv") as file:
         rows = list(csv.DictReader(file))
-    if not rows:
-        return None
+    last_step = int(rows[-1]["step"]) if rows else 0
+    if last_step < flags["niters"]:
+        raise ValueError(f"{run_dir} stopped at step {last_step} of {flags['niters']}: finish it first "
+                         "(bash run_toy.sh resumes it)")
     data, name = run_dir.name.split("-", 1)
-    at_pretraining = next((r for r in rows if int(r["step"]) == flags["pretr_niter"]), None)
-    return {"data": data, "name": name, "iterations": rows[-1]["step"], "batch": flags["batch_size"],
-            "lite": transition(at_pretraining, rows[-1], "compatibility_lite"),
-            "full": transition(at_pretraining, rows[-1], "compatibility"), "nll_hm": float(rows[-1]["nll_hm"]),
-            "minutes": float(rows[-1]["elapsed_s"]) / 60, "figure": max(run_dir.glob("samples/step*.png"), default=None)}
+    at_pretraining = next((row for row in rows if int(row["step"]) == flags["pretr_niter"]), None)
+    scale = f"{last_step} iterations, batch {flags['batch_size']}"
+
+    def summary_row(column, moment):
+        row, when = ((at_pretraining, f", after ELBO pretraining (step {flags['pretr_niter']})")
+                     if moment == "pretrained" else (rows[-1], ""))
+        return {"method": LABELS.get(name, name), "dataset": data, "metric": METRICS[column] + when,
+                "ours": float(row[column]), "paper": PAPER.get((data, name, column, moment)), "scale": scale}
+
+    moments = ("pretrained", "end") if at_pretraining else ("end",)
+    summary_rows = [summary_row(column, moment) for column in ("compatibility_lite", "compatibility")
+                    for moment in moments]
+    return summary_rows + [summary_row("nll_hm", "end")], config
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("root", type=Path)
-    parser.add_argument("--figures", type=Path, help="copy each run's last figure here")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", type=Path, help="folder of run folders, e.g. runs/toy_quick")
+    parser.add_argument("--kind", choices=("quick", "full"),
+                        help="default: quick for a root named *_quick (as run_toy.sh --quick names it), else full")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="(default: %(default)s)")
+    parser.add_argument("--copy_figures", action="store_true",
+                        help="replace results/figures/toy_<kind>/ by the runs' last figures")
     args = parser.parse_args()
-    print("| data | method | iterations (batch) | compatibility, lite (J-weighted) | paper (lite, with B2) "
-          "| compatibility, full norm | harmonic-mean NLL | minutes | figure |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for run_dir in sorted(p for p in args.root.iterdir() if (p / "metrics.csv").exists()):
-        row = summarize(run_dir)
-        if row is None:
-            continue
-        figure = ""
-        if args.figures and row["figure"]:
-            args.figures.mkdir(parents=True, exist_ok=True)
-            target = args.figures / f"{run_dir.name}.png"
-            shutil.copyfile(row["figure"], target)
-            figure = f"[png]({target.as_posix()})"
-        paper = PAPER_COMPATIBILITY.get((row["data"], row["name"]), "-")
-        print(f"| {row['data']} | {LABELS.get(row['name'], row['name'])} | {row['iterations']} ({row['batch']}) "
-              f"| {row['lite']} | {paper} | {row['full']} | {row['nll_hm']:.3f} | {row['minutes']:.1f} "
-              f"| {figure} |")
+    kind = args.kind or ("quick" if args.root.name.endswith("_quick") else "full")
+    run_dirs = sorted(path.parent for path in args.root.glob("*/metrics.csv"))
+    if not run_dirs:
+        parser.error(f"{args.root} holds no run folder with a metrics.csv; run bash run_toy.sh first")
+    rows, configs = [], []
+    try:
+        for run_dir in run_dirs:
+            run_summary, config = run_rows(run_dir)
+            rows += run_summary
+            configs.append(config)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from error
+    if args.copy_figures:
+        figures = args.results / "figures" / f"toy_{kind}"
+        figures.mkdir(parents=True, exist_ok=True)
+        for run_dir in run_dirs:
+            shutil.copyfile(max(run_dir.glob("samples/step*.png")), figures / f"{run_dir.name}.png")
+        print(f"copied {len(run_dirs)} figures to {figures}")
+    # run_toy.sh trains every run with one thread; on a GPU the device is what main_toy.py's --device auto picked.
+    torch.set_num_threads(1)
+    device = "cuda" if configs[0]["flags"]["device"] != "cpu" and torch.cuda.is_available() else "cpu"
+    commits = sorted({str(config["git_commit"]) for config in configs})
+    path = args.results / f"toy_{kind}.json"
+    write_summary(path, experiment="CyGen and baselines on 2-D toy data (Liu et al. 2021, section 5.1)", rows=rows,
+                  command="bash run_toy.sh" + (" --quick" if kind == "quick" else ""), kind=kind,
+                  hardware=hardware_description(device),
+                  notes=f"Trained at commit {', '.join(commits)}; each run's exact command is in "
+                        f"{args.root.as_posix()}/<data>-<method>/config.json.")
+    print(f"wrote {path} ({len(rows)} rows)")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ A summary holds the rows of a reproduction table (method | dataset | metric | ou
 command that produced them, the git commit, the hardware and the date, so no number in RESULTS.md is typed by hand.
 """
 import datetime
-import json
 from pathlib import Path
 
 from training import git_commit, hardware_description, write_json_atomic  # noqa: F401 (re-exported)
@@ -26,6 +25,3 @@ def write_summary(path, *, experiment, rows, command, kind, hardware, notes=""):
     write_json_atomic(path, summary)
     return summary
 
-
-def read_summaries(results_dir="results"):
-    return [json.loads(path.read_text()) for path in sorted(Path(results_dir).glob("*.json"))]
