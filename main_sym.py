@@ -1,0 +1,148 @@
+"""Symmetric equilibrium learning of a binary-latent HVAE (Flach, Schlesinger, Shekhovtsov, AISTATS 2024).
+
+    python main_sym.py --dataset mnist --encoder ladder --device cuda              # README setting, 200k iterations
+    python main_sym.py --arch mlp --batch_size 128 --lr 1e-3 --niters 10000 --device cpu   # CPU scale
+
+Each iteration: a decoder step (maximum likelihood of p on (z, x) with z ~ q(z|x_data)), then an encoder step
+(maximum likelihood of q on ancestral samples of the updated p), each with its own Adam. main_elbo.py trains the
+same model by the ELBO through the same loop (train() below).
+"""
+import compat  # noqa: F401  (first: torchvision shim)
+
+import argparse
+import time
+
+import torch
+from torchvision.utils import save_image
+
+from data.images import load_image_dataset
+from evaluation.symvae import (MODEL_FLAGS, mean_squared_weight, mutual_information, progress_grid,
+                               separate_rng_stream)
+from models.binary_hvae import ARCHITECTURES, ENCODER_ORDERS, LIKELIHOODS, build_model
+from objectives.symvae import clean_images, decoder_step_loss, encoder_step_loss, training_noise
+from training import (RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state, check_finite,
+                      progress, resolve_device, restore_rng_state, run_main, seed_everything, write_json_atomic)
+
+DEFAULTS = dict(  # the README's settings; the official --stepsize default 1e-8 would not learn
+    dataset="mnist", encoder="ladder", arch="conv", nz0=30, nz1=100,
+    conditional_width=600, conv_channels=32, mlp_width=600,
+    lr=1e-4, batch_size=1024, train_on_all=False, data_root="datasets",
+    log_every=100, checkpoint_every=1000, image_every=1000, display_chain_steps=100, stats_batch_size=1024,
+)
+CHOICES = dict(dataset=tuple(LIKELIHOODS), encoder=ENCODER_ORDERS, arch=ARCHITECTURES)
+MODEL_KEYS = ("method", *MODEL_FLAGS, "train_on_all")
+AVERAGING_STEPS = 1000  # moving averages: running mean for the first 1000 iterations, then rate 0.001 (official)
+
+
+def parse_args(method, description, argv=None):
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser, length_flag="niters", default_length=200000)
+    add_flags_from_defaults(parser, DEFAULTS)
+    parser.add_argument("--encoder_width", type=int, default=None,
+                        help="encoder trunk width (default: 600 on MNIST, 1000 on FMNIST for --arch conv as the "
+                             "official code; --mlp_width for --arch mlp)")
+    args = parser.parse_args(argv)
+    args.method = method
+    for name, allowed in CHOICES.items():
+        if getattr(args, name) not in allowed:
+            parser.error(f"--{name} {getattr(args, name)!r} is not one of {', '.join(allowed)}")
+    sizes = ("niters", "nz0", "nz1", "batch_size", "log_every", "checkpoint_every", "image_every", "stats_batch_size")
+    if min(getattr(args, name) for name in sizes) <= 0 or args.display_chain_steps < 0 or args.lr <= 0:
+        parser.error(f"--{', --'.join(sizes)} and --lr must be positive and --display_chain_steps non-negative")
+    if args.checkpoint_every % args.log_every or args.image_every % args.log_every:
+        parser.error(f"--checkpoint_every {args.checkpoint_every} and --image_every {args.image_every} must be "
+                     f"multiples of --log_every {args.log_every} (the loss is checked for nan when logging)")
+    return args
+
+
+def minimise(optimizer, loss):
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+class SymmetricUpdate:
+    """One iteration: the decoder step on encoder samples of data, then the encoder step on ancestral samples of the
+    already updated decoder. Two optimisers: neither step moves the other side."""
+
+    def __init__(self, model, lr):
+        self.model = model
+        self.optimizers = {"decoder": torch.optim.Adam(model.decoder_parameters(), lr=lr),
+                           "encoder": torch.optim.Adam(model.encoder.parameters(), lr=lr)}
+
+    def __call__(self, x):
+        loss, decoder_terms = decoder_step_loss(self.model, x)
+        minimise(self.optimizers["decoder"], loss)
+        loss, encoder_terms = encoder_step_loss(self.model, len(x))
+        minimise(self.optimizers["encoder"], loss)
+        return {**decoder_terms, **encoder_terms}
+
+
+def update_moving_averages(averages, terms, step):
+    rate = 1 / (step + 1) if step < AVERAGING_STEPS else 1 / AVERAGING_STEPS
+    for name, value in terms.items():
+        averages[name] = value if name not in averages else averages[name] * (1 - rate) + value * rate
+
+
+def log_statistics(run, step, model, averages, x, args, device, start_time):
+    """The official code's log line (moving-average losses, mean squared weight, mean per-bit MI) as a metrics row;
+    the sorted per-bit MI curves go to mutual_information.json."""
+    with separate_rng_stream(device, args.seed + step):
+        information = mutual_information(model, x, args.stats_batch_size)
+    run.metrics.log({"step": step, **averages, "mean_sq_weight": mean_squared_weight(model),
+                     "pmi1": information["p_z0_z1"].mean(), "qmi0": information["q_x_z0"].mean(),
+                     "qmi1": information["q_xz0_z1"].mean(), "elapsed_s": round(time.time() - start_time, 2)})
+    write_json_atomic(run.path / "mutual_information.json",
+                      {"step": step, **{name: values.sort().values.tolist() for name, values in information.items()}})
+
+
+def train(method, make_update, description, argv=None):
+    """The loop shared by main_sym.py and main_elbo.py; make_update(model, lr) returns a callable x -> loss terms
+    holding its optimisers in .optimizers."""
+    args = parse_args(method, description, argv)
+    device = resolve_device(args.device)
+    run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
+    seed_everything(args.seed)
+    # A held-out test set is kept (n_valid=0: 60k train, 10k test); --train_on_all trains on all 70k as the
+    # official code did.
+    splits = load_image_dataset(args.dataset, data_root=args.data_root, device=device, n_valid=0)
+    train_x = torch.cat([splits.train_x, splits.test_x]) if args.train_on_all else splits.train_x
+    model = build_model(**{key: getattr(args, key) for key in MODEL_FLAGS}).to(device)
+    update = make_update(model, args.lr)
+    averages = {}
+    if run.resume_state:
+        state = run.resume_state
+        model.load_state_dict(state["models"]["model"])
+        for name, optimizer in update.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        averages = {name: value.to(device) for name, value in state["moving_averages"].items()}
+        restore_rng_state(state["rng"])
+
+    start_time = time.time() - (run.resume_state.get("elapsed_s", 0.0) if run.resume_state else 0.0)
+    bar = progress(range(run.start_step, args.niters), total=args.niters, initial=run.start_step,
+                   desc=f"{method} {args.dataset} {args.encoder}")
+    for step in bar:
+        # Batches drawn with replacement from the resident set: one index draw, and resumable through the RNG state.
+        index = torch.randint(len(train_x), (args.batch_size,), device=device)
+        x = training_noise(clean_images(train_x[index], args.dataset), args.dataset)
+        update_moving_averages(averages, update(x), step)
+
+        done = step + 1
+        if done % args.log_every and done != args.niters:
+            continue
+        check_finite(done, averages, run)  # a nan in any term stays in its moving average until here
+        log_statistics(run, done, model, averages, x, args, device, start_time)
+        if done % args.checkpoint_every == 0 or done == args.niters:
+            run.save_checkpoint({"step": done, "models": {"model": model.state_dict()},
+                                 "optimizers": {name: opt.state_dict() for name, opt in update.optimizers.items()},
+                                 "moving_averages": averages, "rng": capture_rng_state(),
+                                 "elapsed_s": time.time() - start_time})
+        if done % args.image_every == 0 or done == args.niters:  # after the checkpoint: a plot never costs a run
+            with separate_rng_stream(device, args.seed + done):
+                grid = progress_grid(model, clean_images(train_x[:10], args.dataset), args.display_chain_steps)
+            save_image(grid, run.samples_dir / f"step{done:07d}.png", nrow=10)
+        bar.set_postfix({name: f"{value.item():.4f}" for name, value in averages.items()}, refresh=False)
+
+
+if __name__ == "__main__":
+    run_main(lambda: train("symmetric", SymmetricUpdate, __doc__))

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Symmetric equilibrium learning vs the ELBO on binary-latent HVAEs (Flach et al. 2024; the official README's
+# six settings: mnist-ladder, mnist-reverse, fmnist-ladder x symmetric / ELBO).
+#   bash run_sym.sh              README scale: conv nets, 30/100 bits, batch 1024, lr 1e-4, 200k iterations, six
+#                                runs one after another (a GPU job: pass --device cuda), then the chain study
+#   bash run_sym.sh --quick      CPU scale: all MLPs of width 300, batch 128, lr 1e-3, 10k iterations,
+#                                mnist-ladder only (the key claim), two runs at a time with one thread each
+#   bash run_sym.sh --quick --all   the six settings at CPU scale
+# Extra arguments after the mode go to every training run. Runs land in runs/symvae[_quick]/<setting>-<method> and
+# use --resume: a finished run is a no-op, an interrupted one continues. The limiting-chain Fréchet study is written
+# to results/symvae[_quick].json.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+mode=full
+if [ "${1:-}" = "--quick" ]; then mode=quick; shift; fi
+settings=(mnist-ladder mnist-reverse fmnist-ladder)
+if [ "${1:-}" = "--all" ]; then shift; elif [ "$mode" = quick ]; then settings=(mnist-ladder); fi
+extra=("$@")
+
+if [ "$mode" = quick ]; then
+    root=runs/symvae_quick
+    common=(--arch mlp --mlp_width 300 --conditional_width 300 --batch_size 128 --lr 1e-3 --niters 10000 --log_every 250
+            --checkpoint_every 1000 --image_every 2000 --device cpu)
+    parallel=2
+else
+    root=runs/symvae
+    common=()
+    parallel=1
+fi
+
+run() {  # run <script> <dir> <flags...>
+    local script=$1 dir=$2; shift 2
+    mkdir -p "$dir"
+    echo "[run_sym] $dir"
+    OMP_NUM_THREADS=1 "$PYTHON" "$script" --run_dir "$dir" --resume "${common[@]}" "$@" ${extra[@]+"${extra[@]}"} \
+        > "$dir/log.txt" 2>&1 || { echo "[run_sym] $dir failed, see $dir/log.txt" >&2; return 1; }
+}
+
+failed=0
+run_dirs=()
+for setting in "${settings[@]}"; do
+    dataset=${setting%-*} encoder=${setting#*-}
+    for method in sym elbo; do
+        while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || failed=1; done
+        run "main_$method.py" "$root/$setting-$method" --dataset "$dataset" --encoder "$encoder" &
+        run_dirs+=("$root/$setting-$method")
+    done
+done
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+[ "$failed" = 0 ] || exit 1
+summary=results/symvae.json; [ "$mode" = quick ] && summary=results/symvae_quick.json
+OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.symvae --runs "${run_dirs[@]}" --out "$summary" --kind "$mode" \
+    $([ "$mode" = quick ] && echo --device cpu)
