@@ -63,7 +63,8 @@ for data in "${datasets[@]}"; do
     launch "$data" vae --method elbo "${vae[@]}" --save_samples "$samples"
     vae_job=$!
     launch "$data" dae --method dae --set_p_var 1 "${dae[@]}"
-    wait "$vae_job" || failed=1
+    # CyGen(PT) starts as soon as the VAE run has written its warm-up checkpoint (or has stopped)
+    while [ ! -f "$root/$data-vae/warmup_checkpoint.pt" ] && kill -0 "$vae_job" 2>/dev/null; do sleep 10; done
     launch "$data" cygen_pt --method cygen "${cygen[@]}" "${cygen_data[@]}" --save_samples "$samples"
 done
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
