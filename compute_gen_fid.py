@@ -1,0 +1,142 @@
+"""Score generated samples against a dataset split: one protocol for every method.
+
+    python compute_gen_fid.py runs/main_x/samples/samples.pt --dataset mnist --split train --n_samples 2000
+    python compute_gen_fid.py RUN_DIR IMAGE_DIR --metric all --summary results/fid_x.json --method CyGen VAE
+    python compute_gen_fid.py dataset:mnist:test noise:uniform --split train --n_samples 2000 \\
+        --summary results/fid_mnist_reference.json --method "MNIST test set" "uniform noise"
+
+Each input is a sample tensor file written by a script's --save_samples (evaluation/samples.py), a run folder
+holding one samples/*.pt, a folder of images, `dataset:NAME:SPLIT` (real images, the sanity reference) or
+`noise:uniform`. The first --n_samples images of each input are scored against --n_reference images drawn with a
+fixed seed from the reference split, whose Inception statistics are cached in --cache_dir.
+  fid:    pytorch-fid's Fréchet Inception Distance (--dims 2048, the pool features; smaller dims for tests).
+  domain: the repo's MNIST / Fashion-MNIST classifier (evaluation/domain_classifier.py): Fréchet distance in its
+          feature space, entropy of the predicted labels and class coverage; seconds on a CPU.
+"""
+import compat  # noqa: F401  (first: torchvision shim)
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from data.images import IMAGE_DATASETS
+from evaluation.domain_classifier import domain_metrics, load_classifier
+from evaluation.fid import (FID_DIMS, REFERENCE_SPLITS, Statistics, binarize, dataset_images, frechet_distance,
+                            full_rank, inception_features, load_images, load_inception, reference_statistics,
+                            reference_statistics_path)
+from evaluation.summary import hardware_description, write_summary
+from training import ConfigError, resolve_device, run_main
+
+METRICS = {"fid": ("fid",), "domain": ("domain",), "all": ("fid", "domain")}
+DOMAIN_METRIC_NAMES = {"classifier_fd": "Fréchet distance, classifier features",
+                       "label_entropy": "label entropy (nats, max 2.303)", "class_coverage": "class coverage"}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", help="sample files, run folders, image folders, dataset:NAME:SPLIT, "
+                                                  "noise:uniform")
+    parser.add_argument("--dataset", choices=IMAGE_DATASETS, default="mnist", help="reference (default: %(default)s)")
+    parser.add_argument("--split", choices=REFERENCE_SPLITS, default="train",
+                        help="reference split; train = the official 60k training set (default: %(default)s)")
+    parser.add_argument("--n_samples", type=int, default=2000, help="images scored per input (default: %(default)s)")
+    parser.add_argument("--n_reference", type=int, default=None, help="reference images (default: --n_samples)")
+    parser.add_argument("--binarize_reference", type=float, default=None, metavar="THRESHOLD",
+                        help="binarise the reference at this level in [0, 1] (binary-pixel models, e.g. 0.4375)")
+    parser.add_argument("--metric", choices=tuple(METRICS), default="fid", help="(default: %(default)s)")
+    parser.add_argument("--dims", type=int, choices=FID_DIMS, default=2048, help="(default: %(default)s)")
+    parser.add_argument("--batch_size", type=int, default=50, help="(default: %(default)s)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="(default: %(default)s)")
+    parser.add_argument("--data_root", default="datasets", help="(default: %(default)s)")
+    parser.add_argument("--cache_dir", default="runs/evaluation_cache",
+                        help="reference statistics and classifiers (default: %(default)s)")
+    parser.add_argument("--summary", type=Path, help="write the scores as a results/*.json summary")
+    parser.add_argument("--method", nargs="+", help="one label per input for the summary (default: the inputs)")
+    parser.add_argument("--paper", nargs="+", help="one paper value per input (default: -)")
+    parser.add_argument("--kind", choices=("quick", "full"), default="quick", help="(default: %(default)s)")
+    parser.add_argument("--experiment", help="summary name (default: the summary file's stem)")
+    args = parser.parse_args(argv)
+    args.n_reference = args.n_reference or args.n_samples
+    if min(args.n_samples, args.n_reference) < 2 or args.batch_size < 1:
+        parser.error("--n_samples and --n_reference must be at least 2 (a covariance), --batch_size positive")
+    for flag in ("method", "paper"):
+        if getattr(args, flag) and len(getattr(args, flag)) != len(args.inputs):
+            parser.error(f"--{flag} needs one value per input ({len(args.inputs)}), got {len(getattr(args, flag))}")
+    if args.binarize_reference is not None and not 0 < args.binarize_reference < 1:
+        parser.error("--binarize_reference must lie in (0, 1)")
+    if f"dataset:{args.dataset}:{args.split}" in args.inputs:
+        parser.error(f"input dataset:{args.dataset}:{args.split} is the reference split itself; score the other "
+                     "split (e.g. dataset:mnist:test against --split train)")
+    return args
+
+
+def input_images(spec, n, reference_shape, data_root):
+    """The first n images of one input, uint8 [n, C, H, W]."""
+    if spec.startswith("dataset:"):
+        _, name, split = (spec.split(":") + ["", ""])[:3]
+        if name not in IMAGE_DATASETS:
+            raise ConfigError(f"{spec}: write dataset:NAME:SPLIT with NAME in {IMAGE_DATASETS}")
+        return dataset_images(name, split, n, data_root, seed=1)
+    if spec == "noise:uniform":
+        return torch.randint(0, 256, (n, *reference_shape), generator=torch.Generator().manual_seed(0),
+                             dtype=torch.uint8)
+    images = load_images(spec)
+    if len(images) < n:
+        raise ConfigError(f"{spec} holds {len(images)} images, fewer than --n_samples {n}: lower --n_samples or "
+                          "save more samples")
+    return images[:n]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    reference = dataset_images(args.dataset, args.split, args.n_reference, args.data_root)
+    if args.binarize_reference is not None:
+        reference = binarize(reference, args.binarize_reference)
+    # every input is read before the slow part, so a bad path fails at once
+    samples = {spec: input_images(spec, args.n_samples, reference.shape[1:], args.data_root) for spec in args.inputs}
+    labels = dict(zip(args.inputs, args.method or args.inputs))
+    papers = dict(zip(args.inputs, args.paper or ["-"] * len(args.inputs)))
+    binarized = "" if args.binarize_reference is None else f", binarised at {args.binarize_reference:g}"
+    against = f"vs {args.dataset} {args.split} ({args.n_reference} images{binarized})"
+    rows, notes = [], []
+
+    def add_row(spec, metric, value):
+        rows.append({"method": labels[spec], "dataset": args.dataset, "metric": metric, "ours": round(value, 4),
+                     "paper": papers[spec], "scale": f"{args.n_samples} samples"})
+        print(f"{labels[spec]:28s} {metric:70s} {value:10.4f}")
+
+    if "fid" in METRICS[args.metric]:
+        model = load_inception(args.dims, device)
+        path = reference_statistics_path(args.cache_dir, args.dataset, args.split, args.n_reference, args.dims,
+                                         args.binarize_reference)
+        reference_stats = reference_statistics(path, reference, model, args.batch_size, device)
+        for spec, images in samples.items():
+            stats = Statistics.of(inception_features(model, images, args.batch_size, device, desc=labels[spec]))
+            add_row(spec, f"FID ({args.dims}-d Inception) {against}", frechet_distance(stats, reference_stats))
+            if not full_rank(stats, reference_stats) and not notes:
+                notes.append(f"FID from {min(stats.n, reference_stats.n)} <= {args.dims} samples: the covariances "
+                             "are singular, so the trace term uses the eigen-decomposition of evaluation/fid.py "
+                             "(real by construction) instead of scipy's sqrtm; FID grows as samples shrink, so "
+                             "compare values at equal sample counts only.")
+    if "domain" in METRICS[args.metric]:
+        classifier, accuracy = load_classifier(args.dataset, args.cache_dir, args.data_root, device)
+        notes.append(f"domain classifier: {args.dataset} test accuracy {accuracy:.4f}")
+        for spec, images in samples.items():
+            for name, value in domain_metrics(classifier, images, reference, device).items():
+                suffix = f" {against}" if name == "classifier_fd" else ""
+                add_row(spec, f"{DOMAIN_METRIC_NAMES[name]}{suffix}", value)
+    for note in notes:
+        print(note)
+    if args.summary:
+        write_summary(args.summary, experiment=args.experiment or args.summary.stem, rows=rows,
+                      command=shlex.join(["python", "compute_gen_fid.py", *sys.argv[1:]]), kind=args.kind,
+                      hardware=hardware_description(device), notes=" ".join(notes))
+        print(f"summary written to {args.summary}")
+
+
+if __name__ == "__main__":
+    run_main(main)
