@@ -1,0 +1,86 @@
+"""Time a CVAE training epoch and the 100-sample CLL evaluation of main_cvae.py at the paper's configuration.
+
+    python bench/bench_cvae.py [--device cpu|cuda] [--threads 1] [--steps 30] [--eval_images 500]
+
+An epoch is 50000 / 128 = 391 steps (forward through the frozen baseline, -ELBO, backward, Adam); the median step is
+timed after a warm-up and scaled to an epoch. The evaluation (Monte Carlo and importance sampling with S = 100, plus
+the 10-particle -ELBO) is timed on --eval_images test images and scaled to the 10000-image test set. The anchor is
+Pyro's examples/cvae epoch on the same machine (Trace_ELBO, 1 particle, DataLoader with per-item transforms),
+measured with `pip install pyro-ppl` in a throwaway venv; see results/cvae_notes.md.
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import compat  # noqa: E402,F401  (before torchvision)
+
+import argparse  # noqa: E402
+
+import torch  # noqa: E402
+
+from data.images import load_image_dataset  # noqa: E402
+from evaluation.cvae import negative_clls  # noqa: E402
+from models.cvae import CVAE, BaselineNet  # noqa: E402
+from objectives.cvae import QuadrantTask, negative_elbo  # noqa: E402
+
+TRAIN_IMAGES, TEST_IMAGES, BATCH = 50000, 10000, 128
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_seconds(function, device, repeats, warmup=3):
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        function()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]  # the median resists the machine's other load
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quadrants", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps")
+    parser.add_argument("--eval_images", type=int, default=500, help="timed test images (S = 100)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    data = load_image_dataset("mnist", device=device)
+    task = QuadrantTask(args.quadrants, device)
+    baseline = BaselineNet().to(device).eval().requires_grad_(False)
+    cvae = CVAE().to(device)
+    optimizer = torch.optim.Adam(cvae.parameters(), lr=1e-3)
+    index = torch.randint(len(data.train_x), (BATCH,), device=device)
+
+    def train_step():
+        loss = negative_elbo(cvae, baseline, task, *task.split(data.train_x[index]))[0].mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step = median_seconds(train_step, device, args.steps)
+    cvae.eval()
+    images = data.test_x[:args.eval_images]
+    evaluation = median_seconds(lambda: negative_clls(task, images, baseline, cvae, n_samples=100), device,
+                                repeats=1, warmup=1)
+    steps_per_epoch = -(-TRAIN_IMAGES // BATCH)
+    print(f"device {device}, threads {args.threads}, {args.quadrants} quadrant(s), batch {BATCH}")
+    print(f"CVAE training step {step * 1e3:.1f} ms -> epoch of {steps_per_epoch} steps {step * steps_per_epoch:.1f} s")
+    print(f"CLL evaluation (MC + IS at S=100, -ELBO at 10) {evaluation / len(images) * 1e3:.2f} ms/image -> "
+          f"{TEST_IMAGES}-image test set {evaluation / len(images) * TEST_IMAGES:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# CVAE vs the deterministic NN on MNIST quadrant completion (Sohn et al. 2015; Pyro's cvae tutorial), 1 / 2 / 3 input
+# quadrants, then the CLL table (results/cvae_<mode>.json) and figures (results/figures/cvae/<mode>_q<N>.png).
+#   bash run_cvae.sh            full: 50k train / 10k held-out validation, up to 101 epochs with early stopping
+#                               (patience 3), whole test set, S = 100 (CPU-feasible on one thread; --device cuda works)
+#   bash run_cvae.sh --quick    CPU scale: 20k train / 5k validation, at most 12 epochs, 5000 test images
+# Extra arguments after the mode go to every run. Runs land in runs/cvae[_quick]/q<N>-{nn,cvae} and use --resume:
+# a finished run only re-evaluates, an interrupted one continues. PARALLEL=2 runs two quadrant settings at a time.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+mode=full mode_flag=""
+if [ "${1:-}" = "--quick" ]; then mode=quick mode_flag=" --quick"; shift; fi
+extra=("$@")
+parallel=${PARALLEL:-1}
+
+if [ "$mode" = quick ]; then
+    root=runs/cvae_quick
+    common=(--n_train 20000 --n_valid 5000 --epochs 12 --n_test 5000)
+else
+    root=runs/cvae
+    common=()
+fi
+
+run() {  # run <dir> <flags...>
+    local dir=$1; shift
+    mkdir -p "$dir"
+    echo "[run_cvae] $dir"
+    OMP_NUM_THREADS=1 "$PYTHON" main_cvae.py --run_dir "$dir" --resume "${common[@]}" "$@" \
+        ${extra[@]+"${extra[@]}"} > "$dir/log.txt" 2>&1 \
+        || { echo "[run_cvae] $dir failed, see $dir/log.txt" >&2; return 1; }
+}
+
+setting() {  # the NN, then the CVAE on top of it
+    local q=$1
+    run "$root/q$q-nn" --model nn --quadrants "$q" && \
+    run "$root/q$q-cvae" --model cvae --quadrants "$q" --baseline_run "$root/q$q-nn"
+}
+
+failed=0
+for q in 1 2 3; do
+    while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || failed=1; done
+    setting "$q" &
+done
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+[ "$failed" = 0 ] || exit 1
+command="bash run_cvae.sh$mode_flag${extra[*]:+ ${extra[*]}}"
+device=cpu; [[ " ${extra[*]:-} " == *" --device cuda "* ]] && device=cuda
+OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.summarize_cvae "$root" --kind "$mode" --figures results/figures/cvae \
+    --summary "results/cvae_$mode.json" --command "$command" --device "$device"
