@@ -102,11 +102,12 @@ def cygen_batch_loss(encoder, decoder, x, args):
     """cygen_loss, with the compatibility term on the first --compat_rows rows only when asked (CPU scale)."""
     if not 0 < args.compat_rows < x.shape[0]:
         return cygen_loss(encoder, decoder, x, args.n_mc_px, args.cmtype, args.w_cm)
-    loss_c, fit_c, compat = cygen_loss(encoder, decoder, x[:args.compat_rows], args.n_mc_px, args.cmtype, args.w_cm)
+    _, fit_c, compatibility = cygen_loss(encoder, decoder, x[:args.compat_rows], args.n_mc_px, args.cmtype,
+                                         args.w_cm)
     _, fit_rest, _ = cygen_loss(encoder, decoder, x[args.compat_rows:], args.n_mc_px, args.cmtype, 0.0)
     share = args.compat_rows / x.shape[0]
     fit = share * fit_c + (1 - share) * fit_rest
-    return fit + args.w_cm * compat, fit, compat
+    return fit + args.w_cm * compatibility, fit, compatibility
 
 
 def training_loss(phase, encoder, decoder, x, epoch, args):
@@ -119,8 +120,8 @@ def training_loss(phase, encoder, decoder, x, epoch, args):
     if phase == "dae":
         loss = dae_loss(encoder, decoder, x)
         return loss, {"recon": loss}
-    loss, fit, compat = cygen_batch_loss(encoder, decoder, x, args)
-    return loss, {"recon": fit, "compat": compat}
+    loss, fit, compatibility = cygen_batch_loss(encoder, decoder, x, args)
+    return loss, {"recon": fit, "compat": compatibility}
 
 
 def validation_metrics(encoder, decoder, valid_x, args):
@@ -130,8 +131,8 @@ def validation_metrics(encoder, decoder, valid_x, args):
     with torch.no_grad():
         for chunk in x.split(500):
             recon.append(-decoder.log_prob(chunk, encoder(chunk).z).mean(0))
-    compat = compatibility_terms(encoder, decoder, x[:args.batch_size], args.cmtype).mean().item()
-    return {"valid_recon": torch.cat(recon).mean().item(), "valid_compat": compat}
+    compatibility = compatibility_terms(encoder, decoder, x[:args.batch_size], args.cmtype).mean().item()
+    return {"valid_recon": torch.cat(recon).mean().item(), "valid_compat": compatibility}
 
 
 def prior_decoded(decoder, n, z_dim, device):

@@ -10,7 +10,6 @@ measured with `pip install pyro-ppl` in a throwaway venv; see results/cvae_notes
 """
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,27 +22,10 @@ import torch  # noqa: E402
 from data.images import load_image_dataset  # noqa: E402
 from evaluation.cvae import negative_clls  # noqa: E402
 from models.cvae import CVAE, BaselineNet  # noqa: E402
+from bench.timing import median_seconds  # noqa: E402
 from objectives.cvae import QuadrantTask, negative_elbo  # noqa: E402
 
 TRAIN_IMAGES, TEST_IMAGES, BATCH = 50000, 10000, 128
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_seconds(function, device, repeats, warmup=3):
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        function()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]  # the median resists the machine's other load
 
 
 def main():

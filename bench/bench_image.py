@@ -19,7 +19,7 @@ import compat  # noqa: E402,F401
 
 import torch  # noqa: E402
 
-from bench.bench_toy import time_step  # noqa: E402
+from bench.timing import median_seconds, training_step  # noqa: E402
 from evaluation.summary import hardware_description, write_summary  # noqa: E402
 from models.image import image_decoder, image_encoder  # noqa: E402
 from objectives.cygen import cygen_loss  # noqa: E402
@@ -56,7 +56,8 @@ def main():
     for name, loss in cases.items():
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        seconds[name] = time_step(loss, parameters, device, args.repeats, warmup=1)
+        seconds[name] = median_seconds(training_step(loss, torch.optim.Adamax(parameters, lr=1e-4, eps=1e-7)),
+                                       device, args.repeats, warmup=1)
         memory[name] = peak_memory_mb(device)
     scale = f"batch {args.batch_size}, {args.threads} threads, median of {args.repeats} steps"
     rows = []

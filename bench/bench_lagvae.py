@@ -13,30 +13,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import compat  # noqa: E402,F401  (first: torchvision shim)
 
 import argparse  # noqa: E402
-import time  # noqa: E402
 
 import torch  # noqa: E402
+
+from bench.timing import median_seconds  # noqa: E402
 
 from models.lagvae import BernoulliMLPDecoder, GaussianMLPEncoder, binarize  # noqa: E402
 from objectives.lagvae import (constraint_violations, consistency_terms, information_objective,  # noqa: E402
                                initial_multipliers, lagrangian, multiplier_ascent_step, multiplier_optimizer)
 
 PAPER_STEPS = 5000 * 55000 // 250
-
-
-def time_step(step, device, repeats, warmup=5):
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]  # the median resists the machine's other load
 
 
 def main():
@@ -74,7 +60,7 @@ def main():
 
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
           f"threads {args.threads}, batch {args.batch_size}, widths {args.width}, z_dim {args.z_dim}")
-    seconds = {name: time_step(step, device, args.repeats) for name, step in
+    seconds = {name: median_seconds(step, device, args.repeats, warmup=5) for name, step in
                (("infovae step (mi=+1, e1=1, e2=1)", infovae_step), ("lagvae step (mi=+1, multipliers)", lagvae_step))}
     for name, s in seconds.items():
         print(f"{name:40s} {s * 1e3:8.2f} ms/step  {1 / s:8.1f} steps/s  "

@@ -8,7 +8,6 @@ The official code's symmetric iteration was measured at ~5.9 s on this project's
 """
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -18,27 +17,14 @@ import argparse  # noqa: E402
 
 import torch  # noqa: E402
 
+from bench.timing import median_seconds  # noqa: E402
+
 from evaluation.symvae import mutual_information  # noqa: E402
 from main_elbo import ElboUpdate  # noqa: E402
 from main_sym import SymmetricUpdate  # noqa: E402
 from models.binary_hvae import build_model  # noqa: E402
 
 OFFICIAL_SECONDS_PER_SYMMETRIC_ITERATION = 5.9
-
-
-def time_iterations(step, device, repeats, warmup):
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]  # the median resists the machine's other load
 
 
 def main():
@@ -61,7 +47,7 @@ def main():
     for name, make_update in (("symmetric", SymmetricUpdate), ("elbo", ElboUpdate)):
         model = build_model("mnist", "ladder", args.arch, 30, 100).to(device)
         update = make_update(model, 1e-4)
-        results[name] = time_iterations(lambda: update(x), device, args.repeats, args.warmup)
+        results[name] = median_seconds(lambda: update(x), device, args.repeats, args.warmup)
         if args.skip_official_habits:
             continue
 
@@ -71,7 +57,7 @@ def main():
                 update(x)
             mutual_information(model, x, args.batch_size)
             display_chain = model.chain_step(display_chain)
-        results[f"{name}, official habits"] = time_iterations(with_official_habits, device, args.repeats,
+        results[f"{name}, official habits"] = median_seconds(with_official_habits, device, args.repeats,
                                                               args.warmup)
 
     print(f"device {device}, threads {args.threads}, batch {args.batch_size}, {args.arch} nets, 30/100 bits")

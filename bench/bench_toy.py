@@ -11,11 +11,12 @@ import argparse
 import os
 import shlex
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
+
+from bench.timing import median_seconds, training_step  # noqa: E402
 
 from evaluation.summary import hardware_description, write_summary  # noqa: E402
 from models.toy import toy_decoder, toy_encoder  # noqa: E402
@@ -26,28 +27,6 @@ OFFICIAL_SECONDS_PER_STEP = 0.47
 BASELINE, LITE = "elbo (baseline)", "cygen jacnorm_lite_x"
 LABELS = {BASELINE: "ELBO (baseline, same networks)", "cygen fit only (w_cm=0)": "CyGen, fit only (w_cm = 0)",
           LITE: "CyGen, jacnorm_lite_x (toy default)", "cygen jacnorm_x": "CyGen, jacnorm_x"}
-
-
-def time_step(loss_fn, parameters, device, repeats, warmup=3):
-    optimizer = torch.optim.Adam(parameters, lr=1e-3)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn().backward()
-        optimizer.step()
-
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]  # the median resists the machine's other load
 
 
 def write_speed_summary(args, device, seconds):
@@ -100,7 +79,8 @@ def main():
         "cygen jacnorm_x": lambda: cygen_loss(encoder, decoder, x, args.n_mc_px, "jacnorm_x", 1e-5)[0],
     }
     print(f"device {device}, threads {args.threads}, batch {args.batch_size}, F=32 flows, M={args.n_mc_px}")
-    seconds = {name: time_step(fn, parameters, device, args.repeats) for name, fn in cases.items()}
+    seconds = {name: median_seconds(training_step(fn, torch.optim.Adam(parameters, lr=1e-3)), device, args.repeats)
+               for name, fn in cases.items()}
     baseline = seconds[BASELINE]
     for name, s in seconds.items():
         print(f"{name:26s} {s * 1e3:8.1f} ms/step  {1 / s:7.1f} steps/s  {s / baseline:5.2f}x the ELBO step")

@@ -1,0 +1,35 @@
+"""The one timing rule of every benchmark: the median wall time of a call, CUDA synchronised around each call.
+
+The median resists the other load of a shared machine; compare figures as ratios measured in the same run.
+"""
+import time
+
+import torch
+
+
+def synchronize(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_seconds(function, device, repeats, warmup=3):
+    """Median seconds of function() over `repeats` calls, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        function()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def training_step(loss_fn, optimizer):
+    """A closure doing one step: zero_grad, loss_fn().backward(), optimizer.step()."""
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        optimizer.step()
+    return step
