@@ -3,9 +3,9 @@
 #   bash run_image.sh            the paper's protocol: 100 ELBO warm-up epochs, then 10 (MNIST) / 20 (SVHN) CyGen
 #                                epochs (MNIST: from the VAE run's warm-up checkpoint); VAE = warm-up + 100 ELBO epochs and DAE = 100 epochs (the official script);
 #                                batch 100, the whole training set, 10 downstream trials. Meant for a GPU.
-#   bash run_image.sh --quick    CPU scale, MNIST only: a 5,000-image training subset at batch 50, 8 warm-up epochs
+#   bash run_image.sh --quick    CPU scale, MNIST only: a 5,000-image training subset at batch 50, 6 warm-up epochs
 #                                (decoder variance 0.05 instead of 0.5: with 0.5 a warm-up this short collapses q
-#                                onto the prior) + 1 epoch, the compatibility term on 10 of every 50 images, DAE 9
+#                                onto the prior) + 1 epoch, the compatibility term on 10 of every 50 images, DAE 7
 #                                epochs at lr 3e-4, 5 downstream trials of 50 classifier epochs; two runs at a time.
 # Extra arguments after the mode go to every run (e.g. --device cuda). Runs land in runs/image[_quick]/<data>-<name>
 # with --resume; the summary goes to results/image_<mode>.json (python -m evaluation.summarize_image).
@@ -23,9 +23,9 @@ if [ "$mode" = quick ]; then
     datasets=(mnist)
     common=(--n_train 5000 --batch_size 50 --n_trials 5 --downstream_epochs 50 --gen_niter 50)
     samples=500
-    vae=(--warm_up 8 --warm_p_var 0.05 --epochs 1)
-    cygen=(--warm_up 8 --warm_p_var 0.05 --epochs 1 --compat_rows 10)
-    dae=(--epochs 9 --lr 3e-4 --lr_ratio_dec 1)
+    vae=(--warm_up 6 --warm_p_var 0.05 --epochs 1)
+    cygen=(--warm_up 6 --warm_p_var 0.05 --epochs 1 --compat_rows 10)
+    dae=(--epochs 7 --lr 3e-4 --lr_ratio_dec 1)
     parallel=2
 else
     root=runs/image

@@ -4,6 +4,8 @@
 The SVHN stack of the official code has BatchNorm after every conv; BatchNorm couples the samples of a batch, so a
 per-sample Jacobian would see the rest of the batch. It is left out, as in the paper's table.
 """
+import math
+
 import torch
 from torch import nn
 
@@ -14,16 +16,25 @@ BODY_DIM = 256
 
 
 class GatedConv2d(nn.Module):
-    """h(x) * sigmoid(g(x)) with two convolutions of the same shape (the gated layers of Sylvester-flow VAEs)."""
+    """h(x) * sigmoid(g(x)) with two convolutions of the same shape (the gated layers of Sylvester-flow VAEs).
+
+    h starts at N(0, 4 / fan_in) with zero bias, so that the gated product keeps the scale of its input. PyTorch's
+    default initialisation shrinks the signal about 12-fold in variance per gated layer: six layers leave the decoder's
+    output almost independent of z (sensitivity ~1e-6 at initialisation), and short runs never leave the mean image.
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, output_padding=None):
         super().__init__()
         if output_padding is None:
             self.h = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)
             self.g = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)
-        else:  # transposed
+            fan_in = in_channels * kernel_size ** 2
+        else:  # transposed: each output sees in_channels x (kernel / stride)^2 inputs
             self.h = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, output_padding)
             self.g = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, output_padding)
+            fan_in = in_channels * kernel_size ** 2 / stride ** 2
+        nn.init.normal_(self.h.weight, 0.0, 2.0 / math.sqrt(fan_in))
+        nn.init.zeros_(self.h.bias)
 
     def forward(self, x):
         return self.h(x) * torch.sigmoid(self.g(x))
