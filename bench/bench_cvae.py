@@ -9,6 +9,7 @@ Pyro's examples/cvae epoch on the same machine (Trace_ELBO, 1 particle, DataLoad
 measured with `pip install pyro-ppl` in a throwaway venv; see results/cvae_notes.md.
 """
 import os
+import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -23,6 +24,7 @@ from data.images import load_image_dataset  # noqa: E402
 from evaluation.cvae import negative_clls  # noqa: E402
 from models.cvae import CVAE, BaselineNet  # noqa: E402
 from bench.timing import median_seconds  # noqa: E402
+from evaluation.summary import hardware_description, write_summary  # noqa: E402
 from objectives.cvae import QuadrantTask, negative_elbo  # noqa: E402
 
 TRAIN_IMAGES, TEST_IMAGES, BATCH = 50000, 10000, 128
@@ -35,6 +37,7 @@ def main():
     parser.add_argument("--quadrants", type=int, default=1)
     parser.add_argument("--steps", type=int, default=30, help="timed training steps")
     parser.add_argument("--eval_images", type=int, default=500, help="timed test images (S = 100)")
+    parser.add_argument("--summary", help="also write the timings as a results summary (e.g. results/cvae_speed.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -62,6 +65,18 @@ def main():
     print(f"CVAE training step {step * 1e3:.1f} ms -> epoch of {steps_per_epoch} steps {step * steps_per_epoch:.1f} s")
     print(f"CLL evaluation (MC + IS at S=100, -ELBO at 10) {evaluation / len(images) * 1e3:.2f} ms/image -> "
           f"{TEST_IMAGES}-image test set {evaluation / len(images) * TEST_IMAGES:.1f} s")
+    if args.summary:
+        scale = f"batch {BATCH}, {args.threads} thread(s), median of {args.steps} steps; {len(images)} test images"
+        rows = [dict(method="CVAE", dataset="mnist", metric="s per training epoch (50k images)",
+                     ours=round(step * steps_per_epoch, 1), paper=None, scale=scale),
+                dict(method="CVAE", dataset="mnist", metric="s per 10k-image CLL evaluation (S = 100)",
+                     ours=round(evaluation / len(images) * TEST_IMAGES, 1), paper=None, scale=scale)]
+        write_summary(args.summary, experiment="Speed of the CVAE (training epoch, CLL evaluation)", rows=rows,
+                      command=shlex.join(["python", *sys.argv]), kind="quick" if device.type == "cpu" else "full",
+                      hardware=hardware_description(device),
+                      notes=f"Load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while timing. The Pyro "
+                            "example's epoch (the anchor) was not measured: pyro-ppl is not installed here.")
+        print(f"wrote {args.summary}")
 
 
 if __name__ == "__main__":
