@@ -21,8 +21,8 @@ from evaluation.cvae import completion_figure, negative_clls
 from models.cvae import CVAE, BaselineNet
 from objectives.cvae import QUADRANT_SETTINGS, QuadrantTask, baseline_negative_cll, negative_elbo
 from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state,
-                      check_finite, load_checkpoint, progress, resolve_device, restore_rng_state, run_main,
-                      seed_everything, write_json_atomic)
+                      check_choices, check_finite, load_checkpoint, progress, resolve_device, restore_rng_state,
+                      run_main, seed_everything, write_json_atomic)
 
 DEFAULTS = dict(
     quadrants=1, model="cvae",
@@ -46,9 +46,7 @@ def parse_args(argv=None):
     add_common_args(parser, length_flag="epochs", default_length=101)
     add_flags_from_defaults(parser, DEFAULTS)
     args = parser.parse_args(argv)
-    for name, allowed in CHOICES.items():
-        if getattr(args, name) not in allowed:
-            parser.error(f"--{name} {getattr(args, name)!r} is not one of {', '.join(map(str, allowed))}")
+    check_choices(parser, args, CHOICES)
     not_positive = [f"--{name} {getattr(args, name)}" for name in POSITIVE if getattr(args, name) <= 0]
     if not_positive:
         parser.error(f"{', '.join(not_positive)}: must be positive")

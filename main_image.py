@@ -27,8 +27,8 @@ from objectives.cygen import COMPATIBILITY_VARIANTS, compatibility_terms, cygen_
 from objectives.vae import dae_loss, elbo_loss
 from sampling.chains import gibbs_chain, x_langevin
 from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state,
-                      check_finite, load_checkpoint, progress, resolve_device, restore_rng_state, run_main,
-                      seed_everything, separate_rng_stream)
+                      check_choices, check_finite, load_checkpoint, progress, resolve_device, restore_rng_state,
+                      run_main, seed_everything, separate_rng_stream)
 from training.runs import check_same_model_flags, write_atomically
 
 DEFAULTS = dict(
@@ -58,9 +58,7 @@ def parse_args(argv=None):
     add_common_args(parser, length_flag="epochs", default_length=10)
     add_flags_from_defaults(parser, DEFAULTS)
     args = parser.parse_args(argv)
-    for name, allowed in CHOICES.items():
-        if getattr(args, name) not in allowed:
-            parser.error(f"--{name} {getattr(args, name)!r} is not one of {', '.join(allowed)}")
+    check_choices(parser, args, CHOICES)
     if args.warm_up < 0 or args.epochs < 0 or args.warm_up + args.epochs == 0:
         parser.error("--warm_up and --epochs must be >= 0 with at least one epoch in all")
     if args.method == "cygen" and args.w_cm > 0 and args.epochs == 0:

@@ -17,8 +17,8 @@ from models.toy import Discriminator, toy_decoder, toy_encoder
 from objectives.adversarial import discriminator_loss, fake_pair, generator_loss
 from objectives.cygen import COMPATIBILITY_VARIANTS, cygen_loss
 from objectives.vae import dae_loss, elbo_loss
-from training import (RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state, check_finite,
-                      progress, resolve_device, restore_rng_state, run_main, seed_everything,
+from training import (RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state, check_choices,
+                      check_finite, progress, resolve_device, restore_rng_state, run_main, seed_everything,
                       separate_rng_stream)
 
 DEFAULTS = dict(
@@ -44,9 +44,7 @@ def parse_args(argv=None):
     add_common_args(parser, length_flag="niters", default_length=30000)
     add_flags_from_defaults(parser, DEFAULTS)
     args = parser.parse_args(argv)
-    for name, allowed in CHOICES.items():
-        if getattr(args, name) not in allowed:
-            parser.error(f"--{name} {getattr(args, name)!r} is not one of {', '.join(allowed)}")
+    check_choices(parser, args, CHOICES)
     if (args.pretr_method == "none") != (args.pretr_niter == 0):
         parser.error("pretraining needs both --pretr_method elbo and --pretr_niter N > 0 (or neither)")
     if args.pretr_niter >= args.niters > 0:

@@ -44,6 +44,13 @@ def add_flags_from_defaults(parser, defaults):
         parser.add_argument(f"--{name}", type=flag_type(default), default=default, help="(default: %(default)s)")
 
 
+def check_choices(parser, args, choices):
+    """parser.error (exit 2) naming the flag and the allowed values when a flag's value is not among its choices."""
+    for name, allowed in choices.items():
+        if getattr(args, name) not in allowed:
+            parser.error(f"--{name} {getattr(args, name)!r} is not one of {', '.join(map(str, allowed))}")
+
+
 def resolve_device(name):
     """'auto' -> cuda when available, else cpu; 'cuda' without a usable GPU exits with the reason."""
     if name == "auto":
