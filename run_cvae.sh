@@ -8,6 +8,7 @@
 # a finished run only re-evaluates, an interrupted one continues. PARALLEL=2 runs two quadrant settings at a time.
 set -euo pipefail
 cd "$(dirname "$0")"
+source run_common.sh
 PYTHON=${PYTHON:-python3}
 mode=full mode_flag=""
 if [ "${1:-}" = "--quick" ]; then mode=quick mode_flag=" --quick"; shift; fi
@@ -23,12 +24,7 @@ else
 fi
 
 run() {  # run <dir> <flags...>
-    local dir=$1; shift
-    mkdir -p "$dir"
-    echo "[run_cvae] $dir"
-    OMP_NUM_THREADS=1 "$PYTHON" main_cvae.py --run_dir "$dir" --resume "${common[@]}" "$@" \
-        ${extra[@]+"${extra[@]}"} > "$dir/log.txt" 2>&1 \
-        || { echo "[run_cvae] $dir failed, see $dir/log.txt" >&2; return 1; }
+    run_in_folder run_cvae main_cvae.py "$@"
 }
 
 setting() {  # the NN, then the CVAE on top of it

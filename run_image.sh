@@ -12,6 +12,7 @@
 # Samples for FID: --save_samples of the CyGen(PT) and VAE runs (500 quick, 10,000 full).
 set -euo pipefail
 cd "$(dirname "$0")"
+source run_common.sh
 PYTHON=${PYTHON:-python3}
 invocation="bash run_image.sh $*"
 mode=full
@@ -40,12 +41,7 @@ fi
 
 run() {  # run <data> <name> <flags...>
     local data=$1 name=$2; shift 2
-    local dir=$root/$data-$name
-    mkdir -p "$dir"
-    echo "[run_image] $dir"
-    OMP_NUM_THREADS=1 "$PYTHON" main_image.py --dataset "$data" --run_dir "$dir" --resume "${common[@]}" "$@" \
-        ${extra[@]+"${extra[@]}"} > "$dir/log.txt" 2>&1 \
-        || { echo "[run_image] $dir failed, see $dir/log.txt" >&2; return 1; }
+    run_in_folder run_image main_image.py "$root/$data-$name" --dataset "$data" "$@"
 }
 
 failed=0

@@ -11,6 +11,7 @@
 # to results/symvae[_quick].json.
 set -euo pipefail
 cd "$(dirname "$0")"
+source run_common.sh
 PYTHON=${PYTHON:-python3}
 mode=full
 if [ "${1:-}" = "--quick" ]; then mode=quick; shift; fi
@@ -30,11 +31,7 @@ else
 fi
 
 run() {  # run <script> <dir> <flags...>
-    local script=$1 dir=$2; shift 2
-    mkdir -p "$dir"
-    echo "[run_sym] $dir"
-    OMP_NUM_THREADS=1 "$PYTHON" "$script" --run_dir "$dir" --resume "${common[@]}" "$@" ${extra[@]+"${extra[@]}"} \
-        > "$dir/log.txt" 2>&1 || { echo "[run_sym] $dir failed, see $dir/log.txt" >&2; return 1; }
+    run_in_folder run_sym "$@"
 }
 
 failed=0

@@ -8,6 +8,7 @@
 # runs use --resume: a finished run is a no-op, an interrupted one continues. The table: python -m evaluation.summarize_toy <root>.
 set -euo pipefail
 cd "$(dirname "$0")"
+source run_common.sh
 PYTHON=${PYTHON:-python3}
 mode=full
 if [ "${1:-}" = "--quick" ]; then mode=quick; shift; fi
@@ -33,12 +34,7 @@ fi
 
 run() {  # run <data> <name> <flags...>
     local data=$1 name=$2; shift 2
-    local dir=$root/$data-$name
-    mkdir -p "$dir"
-    echo "[run_toy] $dir"
-    OMP_NUM_THREADS=1 "$PYTHON" main_toy.py --data "$data" --run_dir "$dir" --resume "${common[@]}" "$@" \
-        ${extra[@]+"${extra[@]}"} > "$dir/log.txt" 2>&1 \
-        || { echo "[run_toy] $dir failed, see $dir/log.txt" >&2; return 1; }
+    run_in_folder run_toy main_toy.py "$root/$data-$name" --data "$data" "$@"
 }
 
 jobs_list=()

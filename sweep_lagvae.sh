@@ -14,6 +14,7 @@
 # use --resume: a finished run is a no-op, an interrupted one continues. LAGVAE_PARALLEL=N runs N at a time.
 set -euo pipefail
 cd "$(dirname "$0")"
+source run_common.sh
 PYTHON=${PYTHON:-python3}
 mode=full
 if [ "${1:-}" = "--quick" ]; then mode=quick; shift; fi
@@ -41,12 +42,7 @@ for ((i = 0; i < ${#extra[@]}; i++)); do [ "${extra[i]}" = --device ] && device=
 
 run() {  # run <name> <flags...>
     local name=$1; shift
-    local dir=$root/$name
-    mkdir -p "$dir"
-    echo "[sweep_lagvae] $dir"
-    OMP_NUM_THREADS=1 "$PYTHON" main_lagvae.py --run_dir "$dir" --resume "${common[@]}" "$@" \
-        ${extra[@]+"${extra[@]}"} >> "$dir/log.txt" 2>&1 \
-        || { echo "[sweep_lagvae] $dir failed, see $dir/log.txt" >&2; return 1; }
+    run_in_folder sweep_lagvae main_lagvae.py "$root/$name" "$@"
 }
 
 vae=(--method infovae --mi 0 --e1 1 --e2 0)
