@@ -7,9 +7,10 @@
 
 --e1 / --e2 are the weights of InfoVAE (defaults 1, 0) and the constraint levels of LagVAE (defaults 88, 8):
 -ELBO <= e1 and 1e4 * MMD(q(z), p(z)) <= e2. The KL is analytic. metrics.csv logs, every --eval_every steps, the
-training terms averaged since the last row, the multipliers, and on fixed train / test subsets the consistency
-(-ELBO), the KL (an upper bound on I_q(x;z)) and an aggregate-posterior estimate of I_q(x;z) (at most log n_eval);
-the last row adds the IWAE-k NLL of the test subset.
+training terms averaged since the last row, the multipliers, and on fixed train / test subsets of --n_eval images the
+consistency (-ELBO) and a bracket on I_q(x;z): the InfoNCE lower bound (at most log n_eval), the leave-one-out upper
+bound and the KL (another upper bound); the last row adds the IWAE-k NLL of the test subset. The sweep's summary
+re-evaluates the final checkpoints on all training and test images (evaluation/lagvae.py).
 """
 import compat  # noqa: F401  (first: torchvision shim)
 
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import torch
 
-from data.images import BatchIterator, load_image_dataset
-from evaluation.lagvae import heldout_metrics, iwae_nll, reconstruction_figure
+from data.images import BatchIterator
+from evaluation.lagvae import (fixed_binarisations, heldout_metrics, iwae_nll, paper_mnist_split,
+                               reconstruction_figure)
 from models.lagvae import BernoulliMLPDecoder, GaussianMLPEncoder, binarize
 from objectives.lagvae import (MULTIPLIER_RANGE, constraint_violations, consistency_terms, information_objective,
                                initial_multipliers, lagrangian, mmd_noise_floor, multiplier_ascent_step,
@@ -74,16 +76,8 @@ def parse_args(argv=None):
 
 
 def load_data(args, device):
-    # The paper's split: 55k training images (the first 55k of the official 60k), the 10k test images.
-    splits = load_image_dataset("mnist", args.data_root, device=device, n_valid=5000)
-    if args.n_train > len(splits.train_x):
-        raise ConfigError(f"--n_train {args.n_train} exceeds the {len(splits.train_x)} training images; "
-                          "use 0 for all of them")
-    train_x = splits.train_x[:args.n_train] if args.n_train else splits.train_x
-    # Fixed binarisations of fixed subsets, so every evaluation sees the same images.
-    generator = torch.Generator(device=device).manual_seed(args.seed)
-    heldout = {"train": binarize(train_x[:args.n_eval], generator),
-               "test": binarize(splits.test_x[:args.n_eval], generator)}
+    train_x, test_x = paper_mnist_split(args.data_root, args.n_train, device)
+    heldout = fixed_binarisations({"train": train_x[:args.n_eval], "test": test_x[:args.n_eval]}, args.seed)
     return train_x, heldout
 
 

@@ -3,7 +3,9 @@
 #   1. a plain VAE (InfoVAE with mi=0, e1=1, e2=0); its final training -ELBO is the centre of the e1 grid;
 #   2. LagVAE with mi=+1 and mi=-1 for e1 = VAE -ELBO + offsets (e2 = 5, above the MMD noise floor ~2.5);
 #   3. InfoVAE points with fixed weights (mi=+-1, e1 in {0.5, 1}, e2=1: KL weight / nll weight 1/3, 1/2, 2, 3);
-#   4. the table, the figure results/figures/lagvae/pareto_<mode>.png and results/lagvae_<mode>.json.
+#   4. every final checkpoint re-evaluated on all its training images and the whole test set (-ELBO and the
+#      bracket [InfoNCE, min(L1Out, KL)] on I_q(x;z); cached in <run>/final_evaluation.json), then the table,
+#      the figure results/figures/lagvae/pareto_<mode>.png and results/lagvae_<mode>.json.
 #   bash sweep_lagvae.sh            full scale, the paper's config (widths 1024, 55k images, 5000 epochs; GPU),
 #                                   offsets 1..13 as the paper's 84..96 around its VAE's 83
 #   bash sweep_lagvae.sh --quick    CPU scale: widths 256, 10k images, Adam lr 1e-3; the VAE trains 50 epochs

@@ -1,11 +1,14 @@
 """Time one LagVAE training step (binarise, forward, MMD, backward, Adam, multiplier ascent) at the paper's config.
 
     python bench/bench_lagvae.py [--device cpu|cuda] [--threads 1] [--batch_size 250] [--width 1024] [--z_dim 64]
+                                 [--repeats 30] [--summary results/lagvae_speed.json]
 
-The InfoVAE step (fixed weights) is timed beside it, so the multipliers' share survives a noisy, shared machine.
-The paper's 5000 epochs of 55k images at batch 250 are 1.1M steps.
+The plain VAE step of the same networks (ELBO with a one-sample KL, no MMD: objectives.vae.elbo_loss) and the
+InfoVAE step (fixed weights, with the MMD) are timed beside it in the same run, so the ratios survive a noisy,
+shared machine. The paper's 5000 epochs of 55k images at batch 250 are 1.1M steps.
 """
 import os
+import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -16,13 +19,38 @@ import argparse  # noqa: E402
 
 import torch  # noqa: E402
 
-from bench.timing import median_seconds  # noqa: E402
+from bench.timing import median_seconds, training_step  # noqa: E402
 
+from evaluation.summary import hardware_description, write_summary  # noqa: E402
 from models.lagvae import BernoulliMLPDecoder, GaussianMLPEncoder, binarize  # noqa: E402
 from objectives.lagvae import (constraint_violations, consistency_terms, information_objective,  # noqa: E402
                                initial_multipliers, lagrangian, multiplier_ascent_step, multiplier_optimizer)
+from objectives.vae import elbo_loss  # noqa: E402
 
 PAPER_STEPS = 5000 * 55000 // 250
+BASELINE, INFOVAE, LAGVAE = ("VAE (baseline: ELBO, same networks)", "InfoVAE (mi=+1, e1=1, e2=1)",
+                             "LagVAE (mi=+1, e1=86, e2=5, multiplier ascent)")
+
+
+def write_speed_summary(args, device, seconds):
+    """Milliseconds per step, the ratio to the VAE step and the hours the paper's 1.1M steps would take."""
+    scale = (f"batch {args.batch_size}, widths {args.width}, z {args.z_dim}, {args.threads} thread(s), "
+             f"median of {args.repeats} steps")
+    rows = []
+    for name, s in seconds.items():
+        rows.append(dict(method=name, dataset="binarised MNIST", metric="ms per step", ours=round(s * 1e3, 2),
+                         paper=None, scale=scale))
+        if name != BASELINE:
+            rows.append(dict(method=name, dataset="binarised MNIST", metric="x the VAE step",
+                             ours=round(s / seconds[BASELINE], 3), paper=None, scale=scale))
+    rows.append(dict(method=LAGVAE, dataset="binarised MNIST", metric=f"hours for the paper's {PAPER_STEPS} steps",
+                     ours=round(PAPER_STEPS * seconds[LAGVAE] / 3600, 1), paper=None, scale=scale))
+    write_summary(args.summary, experiment="Speed of one InfoVAE / LagVAE training step at the paper's config",
+                  rows=rows, command=shlex.join(["python", *sys.argv]),
+                  kind="quick" if device.type == "cpu" else "full", hardware=hardware_description(device),
+                  notes=f"Load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while timing: other "
+                        "processes slow every step, the ratio to the VAE step much less.")
+    print(f"wrote {args.summary}")
 
 
 def main():
@@ -33,6 +61,8 @@ def main():
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--z_dim", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--summary", help="also write the timings as a results summary (e.g. "
+                                          "results/lagvae_speed.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -43,28 +73,33 @@ def main():
     multipliers = initial_multipliers(device)
     lambda_optimizer = multiplier_optimizer(multipliers, 1e-4)
     images = torch.randint(0, 256, (args.batch_size, 1, 28, 28), dtype=torch.uint8, device=device)
+    last_terms = {}
 
-    def infovae_step():
-        terms = consistency_terms(encoder, decoder, binarize(images))
-        optimizer.zero_grad(set_to_none=True)
-        information_objective(terms, 1.0, 1.0, 1.0).backward()
-        optimizer.step()
-
-    def lagvae_step():
-        terms = consistency_terms(encoder, decoder, binarize(images))
+    def lagvae_loss():
+        last_terms.update(consistency_terms(encoder, decoder, binarize(images)))
         l1, l2 = multipliers.detach().unbind()
-        optimizer.zero_grad(set_to_none=True)
-        lagrangian(terms, 1.0, l1, l2, 86.0, 5.0).backward()
-        optimizer.step()
-        multiplier_ascent_step(multipliers, lambda_optimizer, constraint_violations(terms, 86.0, 5.0))
+        return lagrangian(last_terms, 1.0, l1, l2, 86.0, 5.0)
 
+    model_step = training_step(lagvae_loss, optimizer)
+
+    def lagvae_step():  # simultaneous ascent on the same batch, as main_lagvae.py
+        model_step()
+        multiplier_ascent_step(multipliers, lambda_optimizer, constraint_violations(last_terms, 86.0, 5.0))
+
+    steps = {
+        BASELINE: training_step(lambda: elbo_loss(encoder, decoder, binarize(images))[0], optimizer),
+        INFOVAE: training_step(lambda: information_objective(consistency_terms(encoder, decoder, binarize(images)),
+                                                             1.0, 1.0, 1.0), optimizer),
+        LAGVAE: lagvae_step,
+    }
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
           f"threads {args.threads}, batch {args.batch_size}, widths {args.width}, z_dim {args.z_dim}")
-    seconds = {name: median_seconds(step, device, args.repeats, warmup=5) for name, step in
-               (("infovae step (mi=+1, e1=1, e2=1)", infovae_step), ("lagvae step (mi=+1, multipliers)", lagvae_step))}
+    seconds = {name: median_seconds(step, device, args.repeats, warmup=5) for name, step in steps.items()}
     for name, s in seconds.items():
-        print(f"{name:40s} {s * 1e3:8.2f} ms/step  {1 / s:8.1f} steps/s  "
+        print(f"{name:48s} {s * 1e3:8.2f} ms/step  {s / seconds[BASELINE]:5.2f}x the VAE step  "
               f"paper's {PAPER_STEPS} steps ~ {PAPER_STEPS * s / 3600:.1f} h")
+    if args.summary:
+        write_speed_summary(args, device, seconds)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """InfoVAE / LagVAE: the MMD and its kernel, the multiplier update, the objective's special cases, the mutual
 information estimator against brute force, and main_lagvae.py end to end."""
+import json
 import math
 
 import pytest
 import torch
 
-from evaluation.lagvae import aggregate_posterior_mutual_information, pairwise_gaussian_log_prob
+from evaluation.lagvae import (evaluate_checkpoint, markdown_table, mutual_information_bounds,
+                               pairwise_gaussian_log_prob, pareto_figure, read_run, summary_rows)
 from main_lagvae import parse_args
 from models.lagvae import BernoulliMLPDecoder, GaussianMLPEncoder, diagonal_gaussian_log_prob
 from objectives.lagvae import (MULTIPLIER_RANGE, consistency_terms, constraint_violations, gaussian_kl,
@@ -95,26 +97,47 @@ def test_multiplier_update_follows_the_violation_and_respects_the_clip():
         assert multipliers.tolist() == pytest.approx([bound, bound])
 
 
-def test_pairwise_log_prob_and_mutual_information_match_brute_force():
+def test_pairwise_log_prob_and_mutual_information_bounds_match_brute_force():
     torch.manual_seed(0)
     mean, log_std = torch.randn(7, 3).double(), 0.5 * torch.randn(7, 3).double()
     z = mean + torch.exp(log_std) * torch.randn(7, 3).double()
     brute = diagonal_gaussian_log_prob(z[:, None], mean[None], log_std[None])  # [i, j] = log q(z_i | x_j)
     assert torch.allclose(pairwise_gaussian_log_prob(z, mean, log_std), brute)
-    expected = (brute.diagonal() - (torch.logsumexp(brute, dim=1) - math.log(7))).mean().item()
-    assert aggregate_posterior_mutual_information(mean, log_std, z, chunk=3) == pytest.approx(expected)
+    infonce = (brute.diagonal() - (torch.logsumexp(brute, dim=1) - math.log(7))).mean().item()
+    others = brute.masked_fill(torch.eye(7, dtype=torch.bool), -math.inf)
+    leave_one_out = (brute.diagonal() - (torch.logsumexp(others, dim=1) - math.log(6))).mean().item()
+    assert mutual_information_bounds(mean, log_std, z, chunk=3) == pytest.approx((infonce, leave_one_out))
 
 
-def test_mutual_information_is_zero_for_one_posterior_and_log_n_for_separated_ones():
+def gaussian_channel_bounds(dim, a, s, n, repeats):
+    """Mean bounds for x ~ N(0, I_dim), q(z|x) = N(a x, s^2 I), whose I(x;z) = dim/2 log(1 + a^2 / s^2)."""
+    bounds = []
+    for _ in range(repeats):
+        mean = a * torch.randn(n, dim)
+        log_std = torch.full_like(mean, math.log(s))
+        bounds.append(mutual_information_bounds(mean, log_std, mean + s * torch.randn_like(mean)))
+    lower, upper = torch.tensor(bounds, dtype=torch.float64).mean(0).tolist()
+    return lower, upper, dim / 2 * math.log(1 + a ** 2 / s ** 2)
+
+
+def test_bounds_bracket_the_mutual_information_of_a_gaussian_channel():
     torch.manual_seed(0)
+    lower, upper, true = gaussian_channel_bounds(dim=4, a=1.0, s=0.3, n=1000, repeats=10)  # I = 4.99 < log N
+    assert lower < true - 0.1 and upper > true + 0.1  # Monte-Carlo std of the means ~0.02
+    lower, upper, true = gaussian_channel_bounds(dim=2, a=1.0, s=0.5, n=1000, repeats=10)  # I = 1.61 << log N
+    assert lower == pytest.approx(true, abs=0.1) and upper == pytest.approx(true, abs=0.1)  # tight
+
+
+def test_lower_bound_is_capped_at_log_n_and_the_upper_bound_is_not():
+    torch.manual_seed(0)
+    lower, upper, true = gaussian_channel_bounds(dim=8, a=1.0, s=0.1, n=500, repeats=1)  # I = 18.5 > log N
+    assert lower <= math.log(500) + 1e-9 and upper > true
     n = 50
     same_mean, same_log_std = torch.zeros(n, 4), torch.zeros(n, 4)
-    z = torch.randn(n, 4)
-    assert aggregate_posterior_mutual_information(same_mean, same_log_std, z) == pytest.approx(0.0, abs=1e-9)
-    far_mean = 100 * torch.randn(n, 4)
-    far_log_std = torch.full((n, 4), -3.0)
-    z = far_mean + 0.05 * torch.randn(n, 4)
-    assert aggregate_posterior_mutual_information(far_mean, far_log_std, z) == pytest.approx(math.log(n), abs=1e-6)
+    assert mutual_information_bounds(same_mean, same_log_std, torch.randn(n, 4)) == pytest.approx((0, 0), abs=1e-9)
+    far_mean, far_log_std = 100 * torch.randn(n, 4), torch.full((n, 4), -3.0)
+    lower, upper = mutual_information_bounds(far_mean, far_log_std, far_mean + 0.05 * torch.randn(n, 4))
+    assert lower == pytest.approx(math.log(n), abs=1e-6) and upper > 100
 
 
 def test_bernoulli_decoder_log_prob_matches_torch_distributions():
@@ -140,7 +163,8 @@ def check_run_folder(run_dir):
     assert rows[0]["test_iwae_nll"] == "" and float(rows[1]["test_iwae_nll"]) > 0
     for row in rows:
         assert float(row["train_elbo"]) == pytest.approx(float(row["train_nll"]) + float(row["train_kl"]))
-        assert 0 <= float(row["test_mi"]) <= math.log(100) + 1e-6
+        lower, upper = float(row["test_mi_lower_infonce"]), float(row["test_mi_upper_l1out"])
+        assert 0 <= lower <= math.log(100) + 1e-6 and lower <= upper
     assert (run_dir / "checkpoint.pt").exists() and (run_dir / "samples" / "step00000010.png").stat().st_size > 0
     return rows
 
@@ -183,6 +207,28 @@ def test_infovae_then_lagvae_from_it_reports_infeasible_constraints(tmp_path):
     mismatch = run_script("main_lagvae.py", *TINY, "--width", "16", "--init_from", str(vae),
                           "--run_dir", str(tmp_path / "other"), check=False)
     assert mismatch.returncode == 1 and "do not fit --width / --z_dim" in mismatch.stderr
+    check_sweep_summary(tmp_path)
+
+
+def check_sweep_summary(root):
+    """The summary's re-evaluation of final checkpoints (on stand-in images), its cache, table and figure."""
+    torch.manual_seed(0)
+    train_x, test_x = (torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8) for n in (500, 300))
+    points = [read_run(root / name) for name in ("vae", "run")]
+    for point in points:
+        metrics = evaluate_checkpoint(root / point["name"], lambda data_root, n_train: (train_x[:n_train], test_x),
+                                      torch.device("cpu"), n_z_samples=2)
+        assert (metrics["train_images"], metrics["test_images"]) == (500, 300)
+        assert 0 <= metrics["test_mi_lower_infonce"] <= math.log(300) + 1e-6
+        assert metrics["test_mi_lower_infonce"] <= min(metrics["test_mi_upper_l1out"], metrics["test_kl"])
+        point.update(metrics)
+    cached = evaluate_checkpoint(root / "vae", None, torch.device("cpu"), n_z_samples=2)  # None: no images read
+    assert cached == {key: value for key, value in points[0].items() if key in cached}
+    pareto_figure(root / "pareto.png", points)
+    assert (root / "pareto.png").stat().st_size > 0
+    assert "| InfoVAE mi=+1 e1=1 e2=1 |" in markdown_table(points)
+    rows = summary_rows(points)
+    assert any("I_q(x;z) in [InfoNCE, min(L1Out, KL)] on all 300 test images" in row["metric"] for row in rows)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -195,3 +241,13 @@ def test_contradicting_flags_are_refused(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_args(args)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bench_writes_the_speed_summary(tmp_path):
+    summary_path = tmp_path / "lagvae_speed.json"
+    run_script("bench/bench_lagvae.py", "--device", "cpu", "--batch_size", "20", "--width", "16", "--repeats", "1",
+               "--summary", str(summary_path))
+    summary = json.loads(summary_path.read_text())
+    metrics = [row["metric"] for row in summary["rows"]]
+    assert metrics.count("ms per step") == 3 and metrics.count("x the VAE step") == 2
+    assert all(row["ours"] > 0 for row in summary["rows"]) and summary["kind"] == "quick"
