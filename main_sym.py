@@ -1,7 +1,8 @@
 """Symmetric equilibrium learning of a binary-latent HVAE (Flach, Schlesinger, Shekhovtsov, AISTATS 2024).
 
     python main_sym.py --dataset mnist --encoder ladder --device cuda              # README setting, 200k iterations
-    python main_sym.py --arch mlp --batch_size 128 --lr 1e-3 --niters 10000 --device cpu   # CPU scale
+    python main_sym.py --arch mlp --mlp_width 300 --conditional_width 300 --batch_size 128 --lr 3e-4 --niters 20000 \
+        --device cpu                                                                 # CPU scale (run_sym.sh --quick)
 
 Each iteration: a decoder step (maximum likelihood of p on (z, x) with z ~ q(z|x_data)), then an encoder step
 (maximum likelihood of q on ancestral samples of the updated p), each with its own Adam. main_elbo.py trains the

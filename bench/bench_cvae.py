@@ -16,14 +16,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import compat  # noqa: E402,F401  (before torchvision)
 
-import argparse  # noqa: E402
 
 import torch  # noqa: E402
 
 from data.images import load_image_dataset  # noqa: E402
 from evaluation.cvae import negative_clls  # noqa: E402
 from models.cvae import CVAE, BaselineNet  # noqa: E402
-from bench.timing import median_seconds  # noqa: E402
+from bench.timing import bench_device, bench_parser, median_seconds  # noqa: E402
 from evaluation.summary import hardware_description, write_summary  # noqa: E402
 from objectives.cvae import QuadrantTask, negative_elbo  # noqa: E402
 
@@ -31,16 +30,12 @@ TRAIN_IMAGES, TEST_IMAGES, BATCH = 50000, 10000, 128
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser = bench_parser(__doc__, threads=1, summary_example="results/cvae_speed.json")
     parser.add_argument("--quadrants", type=int, default=1)
     parser.add_argument("--steps", type=int, default=30, help="timed training steps")
     parser.add_argument("--eval_images", type=int, default=500, help="timed test images (S = 100)")
-    parser.add_argument("--summary", help="also write the timings as a results summary (e.g. results/cvae_speed.json)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = bench_device(args)
     torch.manual_seed(0)
     data = load_image_dataset("mnist", device=device)
     task = QuadrantTask(args.quadrants, device)

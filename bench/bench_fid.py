@@ -13,12 +13,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import compat  # noqa: E402,F401  (before torchvision)
 
-import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+
+from bench.timing import bench_device, bench_parser  # noqa: E402
 
 from evaluation.domain_classifier import DomainClassifier, classify  # noqa: E402
 from evaluation.fid import FID_DIMS, inception_features, load_inception, reference_statistics  # noqa: E402
@@ -35,15 +36,12 @@ def timed(function, device):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser = bench_parser(__doc__, threads=1)
     parser.add_argument("--dims", type=int, choices=FID_DIMS, default=2048)
     parser.add_argument("--batch_size", type=int, default=50)
     parser.add_argument("--n_images", type=int, default=100)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = bench_device(args)
     images = torch.randint(0, 256, (args.n_images, 1, 28, 28), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
     model = load_inception(args.dims, device)

@@ -7,7 +7,6 @@ The CyGen step (d_z = 64, 4 flows x 8 reflections, jacnorm_x, M = 1) is reported
 same networks measured in the same run, as ms per image, images/s and peak memory. The official code's CyGen step,
 measured on this project's CPU with 2 threads and no other load, took ~1.9 s at batch 32, ~59 ms per image (spec).
 """
-import argparse
 import os
 import resource
 import shlex
@@ -19,7 +18,7 @@ import compat  # noqa: E402,F401
 
 import torch  # noqa: E402
 
-from bench.timing import median_seconds, training_step  # noqa: E402
+from bench.timing import bench_device, bench_parser, median_seconds, training_step  # noqa: E402
 from evaluation.summary import hardware_description, write_summary  # noqa: E402
 from models.image import image_decoder, image_encoder  # noqa: E402
 from objectives.cygen import cygen_loss  # noqa: E402
@@ -36,15 +35,11 @@ def peak_memory_mb(device):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser(__doc__, threads=2, summary_example="results/image_speed.json")
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--summary", help="also write the timings as a results summary (e.g. results/image_speed.json)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = bench_device(args)
     torch.manual_seed(0)
     encoder, decoder = image_encoder((1, 28, 28)).to(device), image_decoder((1, 28, 28)).to(device)
     parameters = list(encoder.parameters()) + list(decoder.parameters())

@@ -15,11 +15,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import compat  # noqa: E402,F401  (first: torchvision shim)
 
-import argparse  # noqa: E402
-
 import torch  # noqa: E402
 
-from bench.timing import median_seconds, training_step  # noqa: E402
+from bench.timing import bench_device, bench_parser, median_seconds, training_step  # noqa: E402
 
 from evaluation.summary import hardware_description, write_summary  # noqa: E402
 from models.lagvae import BernoulliMLPDecoder, GaussianMLPEncoder, binarize  # noqa: E402
@@ -54,18 +52,13 @@ def write_speed_summary(args, device, seconds):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser = bench_parser(__doc__, threads=1, summary_example="results/lagvae_speed.json")
     parser.add_argument("--batch_size", type=int, default=250)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--z_dim", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--summary", help="also write the timings as a results summary (e.g. "
-                                          "results/lagvae_speed.json)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = bench_device(args)
     torch.manual_seed(0)
     encoder = GaussianMLPEncoder(args.z_dim, args.width).to(device)
     decoder = BernoulliMLPDecoder(args.z_dim, args.width).to(device)

@@ -7,7 +7,6 @@ CyGen's step (harmonic-mean fit with M=16 + compatibility term, F=32 flows) is r
 the same networks measured in the same run, so the ratio survives a noisy, shared machine. The official code's
 step, measured on this project's 2-core CPU with one thread and no other load, took ~0.47 s (spec).
 """
-import argparse
 import os
 import shlex
 import sys
@@ -16,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from bench.timing import median_seconds, training_step  # noqa: E402
+from bench.timing import bench_device, bench_parser, median_seconds, training_step  # noqa: E402
 
 from evaluation.summary import hardware_description, write_summary  # noqa: E402
 from models.toy import toy_decoder, toy_encoder  # noqa: E402
@@ -57,16 +56,12 @@ def write_speed_summary(args, device, seconds):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser = bench_parser(__doc__, threads=1, summary_example="results/toy_speed.json")
     parser.add_argument("--batch_size", type=int, default=1000)
     parser.add_argument("--n_mc_px", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--summary", help="also write the timings as a results summary (e.g. results/toy_speed.json)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = bench_device(args)
     torch.manual_seed(0)
     encoder, decoder = toy_encoder().to(device), toy_decoder(0.01).to(device)
     parameters = list(encoder.parameters()) + list(decoder.parameters())

@@ -2,9 +2,26 @@
 
 The median resists the other load of a shared machine; compare figures as ratios measured in the same run.
 """
+import argparse
 import time
 
 import torch
+
+
+def bench_parser(description, threads=1, summary_example=None):
+    """The flags every benchmark shares: --device, --threads, and --summary where the timings become a results row."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=threads)
+    if summary_example:
+        parser.add_argument("--summary", help=f"also write the timings as a results summary (e.g. {summary_example})")
+    return parser
+
+
+def bench_device(args):
+    """Applies --threads and returns the --device to time on."""
+    torch.set_num_threads(args.threads)
+    return torch.device(args.device)
 
 
 def synchronize(device):

@@ -31,9 +31,11 @@ SMOKE_CASES = [(script, args) for script, arg_sets in SMOKE.items() for args in 
 
 
 def test_every_script_has_a_smoke_test():
-    """Each main_*.py is run by some test module (this one for the toys, tests/test_<method>.py for the others)."""
-    scripts = sorted(path.name for path in REPO.glob("main_*.py"))
-    assert scripts, "no main_*.py found"
+    """Each main_*.py and bench/bench_*.py is run by some test module (this one for the toys,
+    tests/test_<method>.py or tests/test_benches.py for the others)."""
+    scripts = sorted([path.name for path in REPO.glob("main_*.py")]
+                     + [f"bench/{path.name}" for path in REPO.glob("bench/bench_*.py")])
+    assert any(s.startswith("main_") for s in scripts) and any(s.startswith("bench/") for s in scripts)
     test_sources = "".join(path.read_text() for path in (REPO / "tests").glob("test_*.py"))
     missing = [script for script in scripts if f'"{script}"' not in test_sources]
     assert not missing, f"add smoke tests for {missing} under tests/"

@@ -1,5 +1,6 @@
 """Binary HVAE (symmetric learning and ZGR-ELBO): likelihoods, the ZGR gradient, the separation of the two symmetric
 steps, resume, and smoke runs of "main_sym.py", "main_elbo.py" and generate.py."""
+import copy
 import json
 
 import pytest
@@ -64,6 +65,19 @@ def test_parameter_counts_match_the_official_networks():
         return round(sum(p.numel() for p in module.parameters()) / 1e6, 2)
     model = build_model("mnist", "ladder", "conv", 30, 100)
     assert (millions(model.encoder), millions(model.p_z1_given_z0), millions(model.p_x_given_z1)) == (2.2, 0.44, 0.38)
+
+
+def test_channels_last_conv_nets_compute_what_nchw_ones_do():
+    """build_model stores conv weights channels-last for speed; the layout must not change the numbers."""
+    torch.manual_seed(0)
+    model = build_model("mnist", "ladder", "conv", 30, 100)
+    assert model.encoder.trunk[2].weight.is_contiguous(memory_format=torch.channels_last)
+    nchw = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    assert not nchw.encoder.trunk[2].weight.is_contiguous(memory_format=torch.channels_last)
+    x, z1 = torch.bernoulli(torch.full((4, 1, 28, 28), 0.3)), torch.bernoulli(torch.full((4, 100), 0.5))
+    for ours, reference in zip((*model.encoder(x), model.p_x_given_z1.net(z1)),
+                               (*nchw.encoder(x), nchw.p_x_given_z1.net(z1))):
+        torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("encoder", ["ladder", "reverse"])
@@ -134,3 +148,14 @@ def test_resume_equals_uninterrupted(method, update, tmp_path):
     assert read_metrics(resumed) == read_metrics(straight)
     a, b = (torch.load(path / "checkpoint.pt") for path in (straight, resumed))
     assert all(torch.equal(a["models"]["model"][key], value) for key, value in b["models"]["model"].items())
+
+
+def test_speed_benchmark_writes_its_summary(tmp_path):
+    path = tmp_path / "speed.json"
+    run_script("bench/bench_sym.py", "--device", "cpu", "--arch", "mlp", "--batch_size", "8", "--repeats", "1",
+               "--warmup", "0", "--summary", str(path))
+    rows = json.loads(path.read_text())["rows"]
+    methods = {row["method"] for row in rows}
+    assert methods == {"Symmetric", "ELBO", "Symmetric, official habits", "ELBO, official habits"}
+    assert all(row["ours"] > 0 for row in rows)
+    assert not any("spec" in row["metric"] for row in rows)  # the 5.9 s comparison is for the paper's config only
