@@ -119,26 +119,37 @@ def load_trained_model(run_dir, device):
 
 @torch.no_grad()
 def chain_study(model, frechet, reference_statistics, n_samples, chain_steps=CHAIN_STEPS):
-    """Fréchet distance of random-code samples, and of the limiting chain started from them after each k steps."""
+    """Fréchet distances of random-code samples and of the limiting chain started from them after each k steps,
+    against two references: the test set, and a second, independent set of the model's own random-code samples
+    (the claim itself: does the limiting distribution stay at the random-code distribution? its "random_code"
+    entry is the finite-sample floor)."""
     random_code = model.random_code_images(n_samples)
-    distances = {"random_code": frechet.distance(random_code, reference_statistics)}
-    for steps, images in limiting_chain(model, random_code, chain_steps):
-        distances[f"chain_{steps}"] = frechet.distance(images, reference_statistics)
-    return distances
+    states = {"random_code": random_code, **{f"chain_{steps}": images
+                                             for steps, images in limiting_chain(model, random_code, chain_steps)}}
+    own_statistics = frechet.statistics(model.random_code_images(n_samples))
+    return {reference: {key: frechet.distance(images, statistics) for key, images in states.items()}
+            for reference, statistics in (("test", reference_statistics), ("own", own_statistics))}
+
+
+REFERENCE_NAMES = {"test": "test set", "own": "its own random-code samples"}
 
 
 def study_rows(flags, distances, scale, feature_name):
     method, dataset = METHOD_NAMES[flags["method"]], f"{flags['dataset']} ({flags['encoder']})"
-    metric = f"Fréchet on {feature_name} pixel features vs test set"
     paper = README_FID.get((flags["dataset"], flags["encoder"], flags["method"]))
-    rows = [{"method": method, "dataset": dataset, "metric": f"{metric}, random code", "ours": distances["random_code"],
-             "paper": None, "scale": scale}]
-    rows += [{"method": method, "dataset": dataset, "metric": f"{metric}, limiting chain {key.split('_')[1]} steps",
-              "ours": value, "paper": None, "scale": scale} for key, value in distances.items() if key != "random_code"]
-    last_steps = max(int(key.split("_")[1]) for key in distances if key != "random_code")
+    rows = []
+    for reference, by_state in distances.items():
+        metric = f"Fréchet on {feature_name} pixel features vs {REFERENCE_NAMES[reference]}"
+        floor = " (sampling floor)" if reference == "own" else ""
+        rows += [{"method": method, "dataset": dataset,
+                  "metric": f"{metric}, " + (f"random code{floor}" if key == "random_code"
+                                             else f"limiting chain {key.split('_')[1]} steps"),
+                  "ours": value, "paper": None, "scale": scale} for key, value in by_state.items()]
+    test = distances["test"]
+    last_steps = max(int(key.split("_")[1]) for key in test if key != "random_code")
     rows.append({"method": method, "dataset": dataset,
                  "metric": f"limiting ({last_steps} steps) / random-code ratio (paper: README FID ratio)",
-                 "ours": distances[f"chain_{last_steps}"] / distances["random_code"],
+                 "ours": test[f"chain_{last_steps}"] / test["random_code"],
                  "paper": paper[1] / paper[0] if paper else None, "scale": scale})
     return rows
 
@@ -176,7 +187,9 @@ def main(argv=None):
                  f"{flags['nz0']}/{flags['nz1']} bits, {args.n_samples} samples")
         rows += study_rows(flags, distances, scale, frechet.name)
         details[str(run_dir)] = {"distances": distances, "train_vs_test_floor": floor}
-        print(f"{run_dir}: " + "  ".join(f"{k} {v:.2f}" for k, v in distances.items()) + f"  (data floor {floor:.2f})")
+        for reference, by_state in distances.items():
+            print(f"{run_dir} vs {REFERENCE_NAMES[reference]}: "
+                  + "  ".join(f"{k} {v:.2f}" for k, v in by_state.items()) + f"  (data floor {floor:.2f})")
     floors = {dataset: round(floor, 3) for dataset, (_, _, floor) in features_by_dataset.items()}
     notes = (f"Fréchet distance on {args.n_components} PCA components of pixels fitted on the training set (not FID); "
              f"reference = the held-out test set; {args.n_samples} training images score {floors} (the floor). "

@@ -1,5 +1,5 @@
 """Binary HVAE (symmetric learning and ZGR-ELBO): likelihoods, the ZGR gradient, the separation of the two symmetric
-steps, resume, and smoke runs of "main_sym.py", "main_elbo.py" and generate.py."""
+steps, resume, and smoke runs of "main_sym.py", "main_elbo.py", generate.py and the limiting-chain study."""
 import copy
 import json
 
@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
+from evaluation import symvae as symvae_evaluation
 from evaluation.samples import load_sample_tensor
 from main_elbo import ElboUpdate
 from main_sym import SymmetricUpdate, parse_args, train
@@ -129,6 +130,16 @@ def test_smoke(script, dataset, encoder, tmp_path):
     assert (run_dir / "samples" / "step0000004.png").stat().st_size > 0
     information = json.loads((run_dir / "mutual_information.json").read_text())
     assert len(information["p_z0_z1"]) == 10 and len(information["q_x_z0"]) == 6
+    if script == "main_sym.py" and dataset == "mnist":  # the limiting-chain study on a trained run folder
+        summary_path = tmp_path / "study.json"
+        symvae_evaluation.main(["--runs", str(run_dir), "--out", str(summary_path), "--n_samples", "30",
+                                "--n_components", "4", "--chain_steps", "1", "3", "--device", "cpu"])
+        metrics = {row["metric"]: row["ours"] for row in json.loads(summary_path.read_text())["rows"]}
+        for reference in ("test set", "its own random-code samples"):
+            assert all(metrics[f"Fréchet on PCA-4 pixel features vs {reference}, limiting chain {k} steps"] >= 0
+                       for k in (1, 3))
+        assert metrics["Fréchet on PCA-4 pixel features vs its own random-code samples, random code (sampling floor)"] > 0
+        assert metrics["limiting (3 steps) / random-code ratio (paper: README FID ratio)"] > 0
     if script == "main_elbo.py" and dataset == "fmnist":  # generate.py on a trained run folder
         run_script("generate.py", "--run_dir", str(run_dir), "--chain_steps", "3", "--n_grid", "10",
                    "--save_samples", "12", "--mode", "limiting", "--device", "cpu")
