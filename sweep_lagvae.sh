@@ -80,5 +80,5 @@ done
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.lagvae summarize "$root" --figure "results/figures/lagvae/pareto_$mode.png" \
     --summary "results/lagvae_$mode.json" --kind "$mode" --device "$device" \
-    --command_line "bash sweep_lagvae.sh $([ "$mode" = quick ] && echo --quick) ${extra[*]+${extra[*]}}"
+    --command_line "$(echo bash sweep_lagvae.sh $([ "$mode" = quick ] && echo --quick) ${extra[*]+"${extra[*]}"})"
 exit $failed
