@@ -23,9 +23,16 @@ def flow_one(encoder, e_row, x_row):
     return encoder.transform(encoder.flow_params(x_row[None]), e_row[None, None]).z[0, 0]
 
 
-def test_householder_product_is_orthogonal():
-    q = householder_product(torch.randn(4, 3, 5, dtype=torch.float64))
-    assert torch.allclose(q @ q.transpose(-1, -2), torch.eye(5, dtype=torch.float64).expand(4, 5, 5), atol=1e-12)
+def test_householder_product_is_the_ordered_product_of_reflections():
+    vectors = torch.randn(4, 3, 5, dtype=torch.float64)
+    q = householder_product(vectors)
+    eye = torch.eye(5, dtype=torch.float64)
+    expected = eye.expand(4, 5, 5)
+    for j in range(3):  # Q = H_1 H_2 H_3
+        v = vectors[:, j] / vectors[:, j].norm(dim=-1, keepdim=True)
+        expected = expected @ (eye - 2 * v.unsqueeze(-1) * v.unsqueeze(-2))
+    assert torch.allclose(q, expected, atol=1e-12)
+    assert torch.allclose(q @ q.transpose(-1, -2), eye.expand(4, 5, 5), atol=1e-12)
 
 
 def test_chain_matmul_tree_equals_sequential_product():
