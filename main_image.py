@@ -264,11 +264,12 @@ def main(argv=None):
             with separate_rng_stream(device, args.seed + done):
                 save_grids(run, "warmup" if done == args.warm_up else "final", encoder, decoder, splits, args, device)
 
-    if args.save_samples:
+    samples_path = run.path / "samples" / f"samples_{args.method}_{args.save_samples}.pt"
+    # Resuming a finished run is a no-op: its samples (seeded, so the same) are not drawn again.
+    if args.save_samples and not (start == total_epochs and samples_path.exists()):
         with separate_rng_stream(device, args.seed):
             samples = generated(encoder, decoder, args.save_samples, args, device)
-        path = save_sample_tensor(run.path / "samples" / f"samples_{args.method}_{args.save_samples}.pt", samples)
-        print(f"wrote {args.save_samples} samples to {path}")
+        print(f"wrote {args.save_samples} samples to {save_sample_tensor(samples_path, samples)}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,13 @@
-# Sourced by the run scripts: one training run in its own folder, resumable, with its output in <dir>/log.txt.
-# Uses the caller's PYTHON, common (flags of every run) and extra (the caller's own extra arguments).
+# Sourced by the run scripts (after `cd` to the repo): their shared interface and one training run in its own folder.
+# Being sourced, it reads and shifts the caller's arguments: sets PYTHON, invocation (the command line as typed, for
+# the summaries) and mode (quick when the first argument is --quick: the CPU-scale version, else full).
+PYTHON=${PYTHON:-python3}
+invocation="bash $(basename "$0")${*:+ $*}"
+mode=full
+if [ "${1:-}" = "--quick" ]; then mode=quick; shift; fi
+
+# run_in_folder uses the caller's common (flags of every run) and extra (the caller's own extra arguments); the run's
+# output goes to <dir>/log.txt.
 
 run_in_folder() {  # run_in_folder <tag> <script> <dir> <flags...>
     local tag=$1 script=$2 dir=$3; shift 3

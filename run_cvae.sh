@@ -9,9 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source run_common.sh
-PYTHON=${PYTHON:-python3}
-mode=full mode_flag=""
-if [ "${1:-}" = "--quick" ]; then mode=quick mode_flag=" --quick"; shift; fi
 extra=("$@")
 parallel=${PARALLEL:-1}
 
@@ -40,7 +37,6 @@ for q in 1 2 3; do
 done
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 [ "$failed" = 0 ] || exit 1
-command="bash run_cvae.sh$mode_flag${extra[*]:+ ${extra[*]}}"
 device=cpu; [[ " ${extra[*]:-} " == *" --device cuda "* ]] && device=cuda
 OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.summarize_cvae "$root" --kind "$mode" --figures results/figures/cvae \
-    --summary "results/cvae_$mode.json" --command "$command" --device "$device"
+    --summary "results/cvae_$mode.json" --command "$invocation" --device "$device"

@@ -13,10 +13,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source run_common.sh
-PYTHON=${PYTHON:-python3}
-invocation="bash run_image.sh $*"
-mode=full
-if [ "${1:-}" = "--quick" ]; then mode=quick; shift; fi
 extra=("$@")
 
 if [ "$mode" = quick ]; then

@@ -12,9 +12,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source run_common.sh
-PYTHON=${PYTHON:-python3}
-mode=full
-if [ "${1:-}" = "--quick" ]; then mode=quick; shift; fi
 settings=(mnist-ladder mnist-reverse fmnist-ladder)
 if [ "${1:-}" = "--all" ]; then shift; elif [ "$mode" = quick ]; then settings=(mnist-ladder); fi
 extra=("$@")

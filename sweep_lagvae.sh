@@ -17,9 +17,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source run_common.sh
-PYTHON=${PYTHON:-python3}
-mode=full
-if [ "${1:-}" = "--quick" ]; then mode=quick; shift; fi
 extra=("$@")
 
 if [ "$mode" = quick ]; then
@@ -80,5 +77,5 @@ done
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.lagvae summarize "$root" --figure "results/figures/lagvae/pareto_$mode.png" \
     --summary "results/lagvae_$mode.json" --kind "$mode" --device "$device" \
-    --command_line "$(echo bash sweep_lagvae.sh $([ "$mode" = quick ] && echo --quick) ${extra[*]+"${extra[*]}"})"
+    --command_line "$invocation"
 exit $failed

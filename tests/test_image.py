@@ -158,8 +158,15 @@ def test_main_image_smoke(dataset, args, tmp_path):
     assert rows[-1]["accuracy"] and float(rows[-1]["valid_recon"]) == float(rows[-1]["valid_recon"])
     assert (run_dir / "samples" / "final_langevin.png").stat().st_size > 0
     if "--save_samples" in args:
-        samples = torch.load(next((run_dir / "samples").glob("samples_*.pt")), weights_only=True)
+        path = next((run_dir / "samples").glob("samples_*.pt"))
+        samples = torch.load(path, weights_only=True)
         assert samples.dtype == torch.uint8 and samples.shape[0] == 6
+    if args[1] == "elbo":  # resuming the finished run neither trains nor draws its samples again
+        written = path.stat().st_mtime_ns
+        resumed = run_script("main_image.py", "--dataset", dataset, *TINY_IMAGE, *args, "--run_dir", str(run_dir),
+                             "--resume")
+        assert "wrote" not in resumed.stdout and path.stat().st_mtime_ns == written
+        assert len(read_metrics(run_dir)) == 2
 
 
 def test_main_image_refuses_contradicting_flags(tmp_path):
