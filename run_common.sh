@@ -17,3 +17,15 @@ run_in_folder() {  # run_in_folder <tag> <script> <dir> <flags...>
     OMP_NUM_THREADS=1 "$PYTHON" "$script" --run_dir "$dir" --resume "${common[@]}" "$@" ${extra[@]+"${extra[@]}"} \
         >> "$dir/log.txt" 2>&1 || { echo "[$tag] $dir failed, see $dir/log.txt" >&2; return 1; }
 }
+
+# A bounded job queue: start each run in the background after `wait_for_slot N` (at most N at a time), then
+# `wait_for_all`; a failed run sets failed=1 and the others go on.
+failed=0
+
+wait_for_slot() {
+    while [ "$(jobs -rp | wc -l)" -ge "$1" ]; do wait -n || failed=1; done
+}
+
+wait_for_all() {
+    while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+}

@@ -30,12 +30,11 @@ setting() {  # the NN, then the CVAE on top of it
     run "$root/q$q-cvae" --model cvae --quadrants "$q" --baseline_run "$root/q$q-nn"
 }
 
-failed=0
 for q in 1 2 3; do
-    while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || failed=1; done
+    wait_for_slot "$parallel"
     setting "$q" &
 done
-while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+wait_for_all
 [ "$failed" = 0 ] || exit 1
 device=cpu; [[ " ${extra[*]:-} " == *" --device cuda "* ]] && device=cuda
 OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.summarize_cvae "$root" --kind "$mode" --figures results/figures/cvae \

@@ -40,9 +40,8 @@ run() {  # run <data> <name> <flags...>
     run_in_folder run_image main_image.py "$root/$data-$name" --dataset "$data" "$@"
 }
 
-failed=0
 launch() {  # launch <run args...>: start a run in the background once fewer than $parallel are running
-    while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || failed=1; done
+    wait_for_slot "$parallel"
     run "$@" &
 }
 for data in "${datasets[@]}"; do
@@ -59,6 +58,6 @@ for data in "${datasets[@]}"; do
     while [ ! -f "$root/$data-vae/warmup_checkpoint.pt" ] && kill -0 "$vae_job" 2>/dev/null; do sleep 10; done
     launch "$data" cygen_pt --method cygen "${cygen[@]}" "${cygen_data[@]}" --save_samples "$samples"
 done
-while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+wait_for_all
 "$PYTHON" -m evaluation.summarize_image "$root" --kind "$mode" --command "$invocation"
 exit $failed

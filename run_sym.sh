@@ -33,17 +33,16 @@ run() {  # run <script> <dir> <flags...>
     run_in_folder run_sym "$@"
 }
 
-failed=0
 run_dirs=()
 for setting in "${settings[@]}"; do
     dataset=${setting%-*} encoder=${setting#*-}
     for method in sym elbo; do
-        while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || failed=1; done
+        wait_for_slot "$parallel"
         run "main_$method.py" "$root/$setting-$method" --dataset "$dataset" --encoder "$encoder" &
         run_dirs+=("$root/$setting-$method")
     done
 done
-while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+wait_for_all
 [ "$failed" = 0 ] || exit 1
 summary=results/symvae.json; [ "$mode" = quick ] && summary=results/symvae_quick.json
 OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.symvae --runs "${run_dirs[@]}" --out "$summary" --kind "$mode" \

@@ -47,12 +47,11 @@ for data in pinwheel 8gaussians; do
                 "$data gibbsnet --method gibbsnet --n_gibbs 2 ${gibbsnet_length[*]} ${adversarial[*]} ${gan_lr[*]}")
 done
 
-failed=0
 for job in "${jobs_list[@]}"; do
-    while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || failed=1; done
+    wait_for_slot "$parallel"
     # shellcheck disable=SC2086
     run $job &
 done
-while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+wait_for_all
 "$PYTHON" -m evaluation.summarize_toy "$root" --copy_figures && "$PYTHON" -m evaluation.render_results
 exit $failed

@@ -68,13 +68,12 @@ for mi in 1 -1; do
     done
 done
 
-failed=0
 for job in "${jobs_list[@]}"; do
-    while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || failed=1; done
+    wait_for_slot "$parallel"
     # shellcheck disable=SC2086
     run $job &
 done
-while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+wait_for_all
 OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.lagvae summarize "$root" --figure "results/figures/lagvae/pareto_$mode.png" \
     --summary "results/lagvae_$mode.json" --kind "$mode" --device "$device" \
     --command_line "$invocation"
