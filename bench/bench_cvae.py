@@ -9,7 +9,6 @@ Pyro's examples/cvae epoch on the same machine (Trace_ELBO, 1 particle, DataLoad
 measured with `pip install pyro-ppl` in a throwaway venv; see results/cvae_notes.md.
 """
 import os
-import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,8 +21,7 @@ import torch  # noqa: E402
 from data.images import load_image_dataset  # noqa: E402
 from evaluation.cvae import negative_clls  # noqa: E402
 from models.cvae import CVAE, BaselineNet  # noqa: E402
-from bench.timing import bench_device, bench_parser, median_seconds  # noqa: E402
-from evaluation.summary import hardware_description, write_summary  # noqa: E402
+from bench.timing import bench_device, bench_parser, median_seconds, write_bench_summary  # noqa: E402
 from objectives.cvae import QuadrantTask, negative_elbo  # noqa: E402
 
 TRAIN_IMAGES, TEST_IMAGES, BATCH = 50000, 10000, 128
@@ -66,12 +64,9 @@ def main():
                      ours=round(step * steps_per_epoch, 1), paper=None, scale=scale),
                 dict(method="CVAE", dataset="mnist", metric="s per 10k-image CLL evaluation (S = 100)",
                      ours=round(evaluation / len(images) * TEST_IMAGES, 1), paper=None, scale=scale)]
-        write_summary(args.summary, experiment="Speed of the CVAE (training epoch, CLL evaluation)", rows=rows,
-                      command=shlex.join(["python", *sys.argv]), kind="quick" if device.type == "cpu" else "full",
-                      hardware=hardware_description(device),
-                      notes=f"Load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while timing. The Pyro "
-                            "example's epoch (the anchor) was not measured: pyro-ppl is not installed here.")
-        print(f"wrote {args.summary}")
+        write_bench_summary(args.summary, device, "Speed of the CVAE (training epoch, CLL evaluation)", rows,
+                            note="The Pyro example's epoch (the anchor) was not measured: pyro-ppl is not "
+                                 "installed here.")
 
 
 if __name__ == "__main__":

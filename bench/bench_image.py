@@ -9,7 +9,6 @@ measured on this project's CPU with 2 threads and no other load, took ~1.9 s at 
 """
 import os
 import resource
-import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,8 +17,8 @@ import compat  # noqa: E402,F401
 
 import torch  # noqa: E402
 
-from bench.timing import bench_device, bench_parser, median_seconds, training_step  # noqa: E402
-from evaluation.summary import hardware_description, write_summary  # noqa: E402
+from bench.timing import (bench_device, bench_parser, median_seconds, training_step,  # noqa: E402
+                          write_bench_summary)
 from models.image import image_decoder, image_encoder  # noqa: E402
 from objectives.cygen import cygen_loss  # noqa: E402
 from objectives.vae import elbo_loss  # noqa: E402
@@ -74,11 +73,7 @@ def main():
         rows.append(dict(method=CYGEN, dataset="mnist", metric="speed-up per image over the official code",
                          ours=round(OFFICIAL_MS_PER_IMAGE / cygen_ms, 2), paper="5x (target)", scale=scale))
     if args.summary:
-        write_summary(args.summary, experiment="Speed of one CyGen image training step (MNIST configuration)",
-                      rows=rows, command=shlex.join(["python", *sys.argv]), kind="quick" if device.type == "cpu"
-                      else "full", hardware=hardware_description(device),
-                      notes=f"Load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while timing.")
-        print(f"wrote {args.summary}")
+        write_bench_summary(args.summary, device, "Speed of one CyGen image training step (MNIST configuration)", rows)
 
 
 if __name__ == "__main__":

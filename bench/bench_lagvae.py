@@ -8,7 +8,6 @@ InfoVAE step (fixed weights, with the MMD) are timed beside it in the same run, 
 shared machine. The paper's 5000 epochs of 55k images at batch 250 are 1.1M steps.
 """
 import os
-import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -17,9 +16,9 @@ import compat  # noqa: E402,F401  (first: torchvision shim)
 
 import torch  # noqa: E402
 
-from bench.timing import bench_device, bench_parser, median_seconds, training_step  # noqa: E402
+from bench.timing import (bench_device, bench_parser, median_seconds, training_step,  # noqa: E402
+                          write_bench_summary)
 
-from evaluation.summary import hardware_description, write_summary  # noqa: E402
 from models.lagvae import BernoulliMLPDecoder, GaussianMLPEncoder, binarize  # noqa: E402
 from objectives.lagvae import (constraint_violations, consistency_terms, information_objective,  # noqa: E402
                                initial_multipliers, lagrangian, multiplier_ascent_step, multiplier_optimizer)
@@ -43,12 +42,8 @@ def write_speed_summary(args, device, seconds):
                              ours=round(s / seconds[BASELINE], 3), paper=None, scale=scale))
     rows.append(dict(method=LAGVAE, dataset="binarised MNIST", metric=f"hours for the paper's {PAPER_STEPS} steps",
                      ours=round(PAPER_STEPS * seconds[LAGVAE] / 3600, 1), paper=None, scale=scale))
-    write_summary(args.summary, experiment="Speed of one InfoVAE / LagVAE training step at the paper's config",
-                  rows=rows, command=shlex.join(["python", *sys.argv]),
-                  kind="quick" if device.type == "cpu" else "full", hardware=hardware_description(device),
-                  notes=f"Load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while timing: other "
-                        "processes slow every step, the ratio to the VAE step much less.")
-    print(f"wrote {args.summary}")
+    write_bench_summary(args.summary, device, "Speed of one InfoVAE / LagVAE training step at the paper's config", rows,
+                        note="Other processes slow every step, the ratio to the VAE step much less.")
 
 
 def main():

@@ -9,7 +9,6 @@ one machine.
 The official code's symmetric iteration was measured at ~5.9 s on this project's 2-core CPU (spec).
 """
 import os
-import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,9 +17,8 @@ import compat  # noqa: E402,F401  (before torchvision, which evaluation.symvae i
 
 import torch  # noqa: E402
 
-from bench.timing import bench_device, bench_parser, median_seconds  # noqa: E402
+from bench.timing import bench_device, bench_parser, median_seconds, write_bench_summary  # noqa: E402
 
-from evaluation.summary import hardware_description, write_summary  # noqa: E402
 from evaluation.symvae import mutual_information  # noqa: E402
 from main_elbo import ElboUpdate  # noqa: E402
 from main_sym import SymmetricUpdate  # noqa: E402
@@ -77,15 +75,10 @@ def write_speed_summary(args, device, seconds):
         rows.append(dict(method="Symmetric", dataset="mnist (ladder)", metric="speed-up over the official code (spec)",
                          ours=OFFICIAL_SECONDS_PER_SYMMETRIC_ITERATION / seconds["symmetric"],
                          paper=">= 1.3x (target)", scale=scale))
-    write_summary(args.summary, experiment="Speed of one binary-HVAE training iteration (symmetric, ELBO)",
-                  rows=rows, command=shlex.join(["python", *sys.argv]),
-                  kind="quick" if device.type == "cpu" else "full",
-                  hardware=hardware_description(device),
-                  notes=f"Load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while timing. 'Official "
-                        "habits' = the same update with NCHW conv weights (ours: channels-last) under "
-                        "torch.autograd.set_detect_anomaly(True), plus the per-bit MI statistics and a 10-image "
-                        "display-chain step every iteration, as the official loop does; the math is identical.")
-    print(f"wrote {args.summary}")
+    write_bench_summary(args.summary, device, "Speed of one binary-HVAE training iteration (symmetric, ELBO)", rows,
+                        note="'Official habits' = the same update with NCHW conv weights (ours: channels-last) under "
+                             "torch.autograd.set_detect_anomaly(True), plus the per-bit MI statistics and a 10-image "
+                             "display-chain step every iteration, as the official loop does; the math is identical.")
 
 
 def main():

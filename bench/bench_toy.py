@@ -8,16 +8,15 @@ the same networks measured in the same run, so the ratio survives a noisy, share
 step, measured on this project's 2-core CPU with one thread and no other load, took ~0.47 s (spec).
 """
 import os
-import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from bench.timing import bench_device, bench_parser, median_seconds, training_step  # noqa: E402
+from bench.timing import (bench_device, bench_parser, median_seconds, training_step,  # noqa: E402
+                          write_bench_summary)
 
-from evaluation.summary import hardware_description, write_summary  # noqa: E402
 from models.toy import toy_decoder, toy_encoder  # noqa: E402
 from objectives.cygen import cygen_loss  # noqa: E402
 from objectives.vae import elbo_loss  # noqa: E402
@@ -31,8 +30,7 @@ LABELS = {BASELINE: "ELBO (baseline, same networks)", "cygen fit only (w_cm=0)":
 def write_speed_summary(args, device, seconds):
     """Milliseconds per step and the ratio to the ELBO step; in the setting where the spec timed the official code
     (this project's CPU, one thread, batch 1000, M=16) also the speed-up over it."""
-    on_cpu = device.type == "cpu"
-    as_official = on_cpu and args.threads == 1 and args.batch_size == 1000 and args.n_mc_px == 16
+    as_official = device.type == "cpu" and args.threads == 1 and args.batch_size == 1000 and args.n_mc_px == 16
     scale = f"batch {args.batch_size}, F=32, M={args.n_mc_px}, median of {args.repeats} steps"
     rows = []
     for name, s in seconds.items():
@@ -47,12 +45,8 @@ def write_speed_summary(args, device, seconds):
     if as_official:
         rows.append(dict(method=LABELS[LITE], dataset="toy", metric="speed-up over the official code",
                          ours=OFFICIAL_SECONDS_PER_STEP / seconds[LITE], paper="10x (target)", scale=scale))
-    write_summary(args.summary, experiment="Speed of one toy training step (forward, backward, Adam)", rows=rows,
-                  command=shlex.join(["python", *sys.argv]), kind="quick" if on_cpu else "full",
-                  hardware=hardware_description(device),
-                  notes=f"Load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while timing: other "
-                        "processes slow every step, the ratio to the ELBO step much less.")
-    print(f"wrote {args.summary}")
+    write_bench_summary(args.summary, device, "Speed of one toy training step (forward, backward, Adam)", rows,
+                        note="Other processes slow every step, the ratio to the ELBO step much less.")
 
 
 def main():

@@ -3,9 +3,14 @@
 The median resists the other load of a shared machine; compare figures as ratios measured in the same run.
 """
 import argparse
+import os
+import shlex
+import sys
 import time
 
 import torch
+
+from evaluation.summary import hardware_description, write_summary
 
 
 def bench_parser(description, threads=1, summary_example=None):
@@ -22,6 +27,16 @@ def bench_device(args):
     """Applies --threads and returns the --device to time on."""
     torch.set_num_threads(args.threads)
     return torch.device(args.device)
+
+
+def write_bench_summary(path, device, experiment, rows, note=""):
+    """The timings as a results summary: the command as typed, the hardware, and the machine's load while timing
+    (CPU timings are "quick", GPU ones "full")."""
+    load = f"Load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while timing."
+    write_summary(path, experiment=experiment, rows=rows, command=shlex.join(["python", *sys.argv]),
+                  kind="quick" if torch.device(device).type == "cpu" else "full",
+                  hardware=hardware_description(device), notes=f"{load} {note}".strip())
+    print(f"wrote {path}")
 
 
 def synchronize(device):
