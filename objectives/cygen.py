@@ -13,7 +13,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch.autograd import grad
 
-from models.sylvester import FlowParams
+from models.sylvester import FlowParams, eye_like, matmul
 
 COMPATIBILITY_VARIANTS = ("jacnorm_x", "jacnorm_lite_x")
 
@@ -61,19 +61,36 @@ def directional_flow_params(encoder, x, eta):
             FlowParams(**{name: pair.tangent for name, pair in unpacked.items()}))
 
 
-def compatibility_probe(encoder, decoder, x, params, tangent, e, eta):
+# Up to this latent size the mixed derivative grad_e[eta^T grad_x log q] is pushed forward through the flow as
+# explicit second-order jets (cost ~D^4 per step, one backward pass in the end); above it, nested autograd.
+JET_MAX_DIM = 4
+
+
+def compatibility_probe(encoder, decoder, x, params, tangent, e, eta, method=None):
     """One Hutchinson probe eta ~ N(0, I_dx) at z = T(e, x): returns (g_p, grad_e[eta^T grad_x log q], J) with
     g_p = grad_z[eta^T grad_x log p(x|z)]; (params, tangent) = directional_flow_params(encoder, x, eta).
 
     The directional x-derivative of log q at fixed z is taken in the flow's parameter space,
         eta^T grad_x log q = d/dt log q~(e, theta_t) - (d/dt T(e, theta_t))^T grad_z log q,   theta_t = theta + t theta',
     so the higher-order derivatives never run backwards through the encoder body: the body is passed once forward
-    (with its tangent) and once backward, in the final loss.backward().
+    (with its tangent) and once backward, in the final loss.backward(). `method` ("jets" or "autograd") overrides
+    the choice by latent size; both give the same values and gradients.
     """
+    method = method or ("jets" if encoder.z_dim <= JET_MAX_DIM else "autograd")
+    if method == "jets":
+        z, q_term, jacobian = mixed_score_by_jets(params, tangent, e)
+    else:
+        z, q_term, jacobian = mixed_score_by_autograd(encoder, params, tangent, e)
+    (p_term,) = grad((grad_x_log_p(decoder, x, z) * eta).sum(), z, create_graph=True)
+    return p_term, q_term, jacobian
+
+
+def mixed_score_by_autograd(encoder, params, tangent, e):
+    """(z, grad_e[eta^T grad_x log q], J) by nested reverse-mode derivatives of the flow."""
     e = e.detach().requires_grad_()
     t = torch.zeros(e.shape[0], dtype=e.dtype, device=e.device, requires_grad=True)
-    moved = FlowParams(**{field.name: getattr(params, field.name)
-                          + t.view(-1, *[1] * (getattr(params, field.name).dim() - 1)) * getattr(tangent, field.name)
+    # the parameters are batch-last, so the per-row t broadcasts over them as is
+    moved = FlowParams(**{field.name: getattr(params, field.name) + t * getattr(tangent, field.name)
                           for field in fields(params)})
     sample = encoder.transform(moved, e.unsqueeze(0))
     z, log_q = sample.z[0], sample.log_q[0]
@@ -84,8 +101,77 @@ def compatibility_probe(encoder, decoder, x, params, tangent, e, eta):
     # independent, so the gradient of the batch sum w.r.t. t is the per-row derivative.
     (directional,) = grad((log_q, z), t, grad_outputs=(torch.ones_like(log_q), -grad_z_log_q), create_graph=True)
     (q_term,) = grad(directional.sum(), e, create_graph=True)
-    (p_term,) = grad((grad_x_log_p(decoder, x, z) * eta).sum(), z, create_graph=True)
-    return p_term, q_term, jacobian
+    return z, q_term, jacobian
+
+
+@dataclass
+class FlowJets:
+    """Derivatives of z = T(e, theta_t) and of log q~ = log q(T(e, theta_t)|x) in e (indices a, b) and t at t = 0,
+    batch-last: z [D, B], z_e [D, D, B] (= J), z_ee [D, D, D, B], z_t [D, B], z_et [D, D, B];
+    log q~: l_e [D, B], l_ee [D, D, B], l_et [D, B] (its value and l_t are not needed)."""
+    z: torch.Tensor
+    z_e: torch.Tensor
+    z_ee: torch.Tensor
+    z_t: torch.Tensor
+    z_et: torch.Tensor
+    l_e: torch.Tensor
+    l_ee: torch.Tensor
+    l_et: torch.Tensor
+
+
+def apply(matrix, t):
+    """A batch-last matrix [D, D, B] applied to the first axis of t [D, ..., B]."""
+    return matmul(matrix, t.reshape(t.shape[0], -1, t.shape[-1])).view(-1, *t.shape[1:])
+
+
+def jet_step(j: FlowJets, inner, outer, bias, diag_product, inner_t, outer_t, bias_t, diag_product_t) -> FlowJets:
+    """One flow step z + C tanh(A z + b) (A = R2 Q^T, C = Q R1) and its log-det term sum_i log(1 + h'_i d_i), pushed
+    forward through the jets; *_t are the parameters' t-derivatives."""
+    u_e, u_ee = apply(inner, j.z_e), apply(inner, j.z_ee)
+    u_t = apply(inner_t, j.z) + apply(inner, j.z_t) + bias_t
+    u_et = apply(inner_t, j.z_e) + apply(inner, j.z_et)
+    h = torch.tanh(apply(inner, j.z) + bias)
+    h1 = 1 - h * h  # first, second and third derivatives of tanh at u
+    h2 = -2 * h * h1
+    h3 = -2 * h1 * (1 - 3 * h * h)
+    u_e_u_e = u_e.unsqueeze(2) * u_e.unsqueeze(1)  # [D, D, D, B]: u_e[i, a] u_e[i, b]
+    hidden_e = h1.unsqueeze(1) * u_e
+    hidden_ee = h2[:, None, None] * u_e_u_e + h1[:, None, None] * u_ee
+    hidden_t = h1 * u_t
+    hidden_et = (h2 * u_t).unsqueeze(1) * u_e + h1.unsqueeze(1) * u_et
+    # log(1 + h1 d): derivatives in e and t through h1(u) and d(t)
+    ratio = 1 + h1 * diag_product
+    alpha, gamma = diag_product * h2 / ratio, diag_product * h3 / ratio
+    curvature = gamma - alpha * alpha
+    l_e = j.l_e - (alpha.unsqueeze(1) * u_e).sum(0)
+    l_ee = j.l_ee - (curvature[:, None, None] * u_e_u_e + alpha[:, None, None] * u_ee).sum(0)
+    l_et = j.l_et - ((curvature * u_t + diag_product_t / ratio * (h2 - alpha * h1)).unsqueeze(1) * u_e
+                     + alpha.unsqueeze(1) * u_et).sum(0)
+    return FlowJets(z=j.z + apply(outer, h), z_e=j.z_e + apply(outer, hidden_e), z_ee=j.z_ee + apply(outer, hidden_ee),
+                    z_t=j.z_t + apply(outer_t, h) + apply(outer, hidden_t),
+                    z_et=j.z_et + apply(outer_t, hidden_e) + apply(outer, hidden_et), l_e=l_e, l_ee=l_ee, l_et=l_et)
+
+
+def mixed_score_by_jets(params: FlowParams, tangent: FlowParams, e):
+    """(z, grad_e[eta^T grad_x log q], J) from second-order jets pushed forward through the flow: only first-order
+    graphs, so the final backward pass is the only reverse pass. With g_z = J^{-T} l_e (= grad_z log q) and
+    w = J^{-1} z_t, differentiating eta^T grad_x log q = l_t - z_t . g_z in e gives
+        q_j = l_et[j] - sum_i g_z[i] z_et[i, j] - sum_m w[m] l_ee[m, j] + sum_im g_z[i] z_ee[i, m, j] w[m]."""
+    D, B = params.mean.shape
+    e = e.T
+    eye = eye_like(e, D)
+    jets = FlowJets(z=torch.addcmul(params.mean, params.std, e), z_e=eye * params.std, z_ee=e.new_zeros(D, D, D, B),
+                    z_t=torch.addcmul(tangent.mean, tangent.std, e), z_et=eye * tangent.std,
+                    l_e=-e, l_ee=-eye.expand(D, D, B), l_et=e.new_zeros(D, B))
+    names = ("inner", "outer", "bias", "diag_product")
+    for step in zip(*(getattr(params, n).unbind(0) for n in names), *(getattr(tangent, n).unbind(0) for n in names)):
+        jets = jet_step(jets, *step)
+    jacobian = jets.z_e.permute(2, 0, 1)
+    g_z = solve(jacobian.transpose(-1, -2), jets.l_e.T).T
+    w = solve(jacobian, jets.z_t.T).T
+    q_term = (jets.l_et - (g_z.unsqueeze(1) * jets.z_et).sum(0) - (w.unsqueeze(1) * jets.l_ee).sum(0)
+              + (g_z[:, None, None] * jets.z_ee * w.unsqueeze(1)).sum((0, 1)))
+    return jets.z.T, q_term.T, jacobian
 
 
 def compatibility_from_probe(p_term, q_term, jacobian, variant):

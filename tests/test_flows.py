@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.func import jacrev
 
-from models.sylvester import chain_matmul_tree, householder_product
+from models.sylvester import BROADCAST_MATMUL_MAX_DIM, chain_matmul_tree, householder_product
 from models.toy import toy_encoder
 
 
@@ -24,8 +24,8 @@ def flow_one(encoder, e_row, x_row):
 
 
 def test_householder_product_is_the_ordered_product_of_reflections():
-    vectors = torch.randn(4, 3, 5, dtype=torch.float64)
-    q = householder_product(vectors)
+    vectors = torch.randn(4, 3, 5, dtype=torch.float64)  # batch of 4, 3 reflections in 5 dimensions
+    q = householder_product(vectors.permute(1, 2, 0)).permute(2, 0, 1)  # the flow's layout is batch-last
     eye = torch.eye(5, dtype=torch.float64)
     expected = eye.expand(4, 5, 5)
     for j in range(3):  # Q = H_1 H_2 H_3
@@ -35,12 +35,13 @@ def test_householder_product_is_the_ordered_product_of_reflections():
     assert torch.allclose(q @ q.transpose(-1, -2), eye.expand(4, 5, 5), atol=1e-12)
 
 
-def test_chain_matmul_tree_equals_sequential_product():
-    m = torch.randn(2, 7, 3, 3, dtype=torch.float64)
+@pytest.mark.parametrize("dim", [3, BROADCAST_MATMUL_MAX_DIM + 1])  # both ways of multiplying
+def test_chain_matmul_tree_equals_sequential_product(dim):
+    m = torch.randn(2, 7, dim, dim, dtype=torch.float64)
     expected = m[:, 0]
     for k in range(1, 7):
         expected = expected @ m[:, k]
-    assert torch.allclose(chain_matmul_tree(m, dim=1), expected, atol=1e-10)
+    assert torch.allclose(chain_matmul_tree(m.permute(1, 2, 3, 0), dim=0).permute(2, 0, 1), expected, atol=1e-10)
 
 
 def test_jacobian_and_log_q_match_brute_force(encoder):
