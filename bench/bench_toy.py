@@ -1,11 +1,12 @@
 """Time one training step of main_toy.py (forward, backward, Adam) at the paper's configuration.
 
     python bench/bench_toy.py [--device cpu|cuda] [--threads 1] [--batch_size 1000] [--repeats 20]
-                              [--summary results/toy_speed.json]
+                              [--compile_jets] [--summary results/toy_speed.json]
 
 CyGen's step (harmonic-mean fit with M=16 + compatibility term, F=32 flows) is reported beside the ELBO step of
 the same networks measured in the same run, so the ratio survives a noisy, shared machine. The official code's
-step, measured on this project's 2-core CPU with one thread and no other load, took ~0.47 s (spec).
+step, measured on this project's 2-core CPU with one thread and no other load, took ~0.47 s (spec). With
+--compile_jets the lite step is timed once more with main_toy.py's --compile_jets true (torch.compile'd jets).
 """
 import os
 import sys
@@ -18,13 +19,14 @@ from bench.timing import (bench_device, bench_parser, median_seconds, training_s
                           write_bench_summary)
 
 from models.toy import toy_decoder, toy_encoder  # noqa: E402
-from objectives.cygen import cygen_loss  # noqa: E402
+from objectives.cygen import compile_jet_step, cygen_loss  # noqa: E402
 from objectives.vae import elbo_loss  # noqa: E402
 
 OFFICIAL_SECONDS_PER_STEP = 0.47
-BASELINE, LITE = "elbo (baseline)", "cygen jacnorm_lite_x"
+BASELINE, LITE, COMPILED = "elbo (baseline)", "cygen jacnorm_lite_x", "cygen lite, compiled jets"
 LABELS = {BASELINE: "ELBO (baseline, same networks)", "cygen fit only (w_cm=0)": "CyGen, fit only (w_cm = 0)",
-          LITE: "CyGen, jacnorm_lite_x (toy default)", "cygen jacnorm_x": "CyGen, jacnorm_x"}
+          LITE: "CyGen, jacnorm_lite_x (toy default)", "cygen jacnorm_x": "CyGen, jacnorm_x",
+          COMPILED: "CyGen, jacnorm_lite_x, --compile_jets true"}
 
 
 def write_speed_summary(args, device, seconds):
@@ -36,15 +38,16 @@ def write_speed_summary(args, device, seconds):
     for name, s in seconds.items():
         method = LABELS[name]
         official = (f"official code ~{OFFICIAL_SECONDS_PER_STEP * 1e3:.0f} (unloaded)"
-                    if as_official and name == LITE else None)
+                    if as_official and name in (LITE, COMPILED) else None)
         rows.append(dict(method=method, dataset="toy", metric="ms per step", ours=s * 1e3, paper=official,
                          scale=scale))
         if name != BASELINE:
             rows.append(dict(method=method, dataset="toy", metric="x the ELBO step", ours=s / seconds[BASELINE],
                              paper=None, scale=scale))
-    if as_official:
-        rows.append(dict(method=LABELS[LITE], dataset="toy", metric="speed-up over the official code",
-                         ours=OFFICIAL_SECONDS_PER_STEP / seconds[LITE], paper="10x (target)", scale=scale))
+    for name in (LITE, COMPILED):
+        if as_official and name in seconds:
+            rows.append(dict(method=LABELS[name], dataset="toy", metric="speed-up over the official code",
+                             ours=OFFICIAL_SECONDS_PER_STEP / seconds[name], paper="10x (target)", scale=scale))
     write_bench_summary(args.summary, device, "Speed of one toy training step (forward, backward, Adam)", rows,
                         note="Other processes slow every step, the ratio to the ELBO step much less.")
 
@@ -54,6 +57,7 @@ def main():
     parser.add_argument("--batch_size", type=int, default=1000)
     parser.add_argument("--n_mc_px", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--compile_jets", action="store_true", help="also time the lite step with compiled jets")
     args = parser.parse_args()
     device = bench_device(args)
     torch.manual_seed(0)
@@ -70,13 +74,18 @@ def main():
     print(f"device {device}, threads {args.threads}, batch {args.batch_size}, F=32 flows, M={args.n_mc_px}")
     seconds = {name: median_seconds(training_step(fn, torch.optim.Adam(parameters, lr=1e-3)), device, args.repeats)
                for name, fn in cases.items()}
+    if args.compile_jets:
+        compile_jet_step()  # median_seconds' warm-up steps absorb the compile
+        seconds[COMPILED] = median_seconds(training_step(cases[LITE], torch.optim.Adam(parameters, lr=1e-3)), device,
+                                           args.repeats)
     baseline = seconds[BASELINE]
     for name, s in seconds.items():
         print(f"{name:26s} {s * 1e3:8.1f} ms/step  {1 / s:7.1f} steps/s  {s / baseline:5.2f}x the ELBO step")
-    lite = seconds[LITE]
-    if device.type == "cpu":
-        print(f"vs the official code's {OFFICIAL_SECONDS_PER_STEP} s/step (1 thread, spec): "
-              f"{OFFICIAL_SECONDS_PER_STEP / lite:.1f}x faster; 30000 iterations ~ {30000 * lite / 60:.0f} min")
+    for name in (LITE, COMPILED):
+        if device.type == "cpu" and name in seconds:
+            print(f"{name}: vs the official code's {OFFICIAL_SECONDS_PER_STEP} s/step (1 thread, spec): "
+                  f"{OFFICIAL_SECONDS_PER_STEP / seconds[name]:.1f}x faster; "
+                  f"30000 iterations ~ {30000 * seconds[name] / 60:.0f} min")
     if args.summary:
         write_speed_summary(args, device, seconds)
 

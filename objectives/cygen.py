@@ -152,6 +152,16 @@ def jet_step(j: FlowJets, inner, outer, bias, diag_product, inner_t, outer_t, bi
                     z_et=j.z_et + apply(outer_t, hidden_e) + apply(outer, hidden_et), l_e=l_e, l_ee=l_ee, l_et=l_et)
 
 
+compiled_jet_step = None
+
+
+def compile_jet_step():
+    """Use a torch.compile'd jet_step from now on (inductor fuses each step into a few C++ loops; ~1.6x faster toy
+    steps on CPU). Every flow step has the same shapes, so the ~25 s compile happens once per process."""
+    global compiled_jet_step
+    compiled_jet_step = compiled_jet_step or torch.compile(jet_step, dynamic=False)
+
+
 def mixed_score_by_jets(params: FlowParams, tangent: FlowParams, e):
     """(z, grad_e[eta^T grad_x log q], J) from second-order jets pushed forward through the flow: only first-order
     graphs, so the final backward pass is the only reverse pass. With g_z = J^{-T} l_e (= grad_z log q) and
@@ -164,8 +174,9 @@ def mixed_score_by_jets(params: FlowParams, tangent: FlowParams, e):
                     z_t=torch.addcmul(tangent.mean, tangent.std, e), z_et=eye * tangent.std,
                     l_e=-e, l_ee=-eye.expand(D, D, B), l_et=e.new_zeros(D, B))
     names = ("inner", "outer", "bias", "diag_product")
+    step_fn = compiled_jet_step or jet_step
     for step in zip(*(getattr(params, n).unbind(0) for n in names), *(getattr(tangent, n).unbind(0) for n in names)):
-        jets = jet_step(jets, *step)
+        jets = step_fn(jets, *step)
     jacobian = jets.z_e.permute(2, 0, 1)
     g_z = solve(jacobian.transpose(-1, -2), jets.l_e.T).T
     w = solve(jacobian, jets.z_t.T).T

@@ -1,12 +1,14 @@
 """CyGen's compatibility estimator against the exact Frobenius norm from brute-force second derivatives."""
 import math
+import shutil
 
 import pytest
 import torch
 from torch.func import jacrev
 
 from models.toy import toy_decoder, toy_encoder
-from objectives.cygen import compatibility_terms, cygen_loss, exact_compatibility, harmonic_mean_log_px
+from objectives.cygen import (COMPATIBILITY_VARIANTS, compatibility_from_probe, compatibility_probe, compatibility_terms,
+                              cygen_loss, directional_flow_params, exact_compatibility, harmonic_mean_log_px)
 from objectives.vae import dae_loss, elbo_loss
 
 
@@ -56,6 +58,30 @@ def test_estimator_over_the_probe_basis_is_exact(model, variant):
     basis = torch.eye(2, dtype=torch.float64)
     swept = sum(compatibility_terms(encoder, decoder, x, variant, e=e, eta=d.expand(3, 2)) for d in basis)
     assert torch.allclose(swept, exact, rtol=1e-8)
+
+
+@pytest.mark.parametrize("z_dim", [2, 3])
+def test_jets_and_nested_autograd_give_the_same_probe_and_gradients(z_dim):
+    """The explicit second-order jets (small d_z) and nested reverse-mode autograd (large d_z) are one estimator."""
+    torch.manual_seed(1)
+    encoder, decoder = toy_encoder(z_dim=z_dim, n_flows=5).double(), toy_decoder(0.5, z_dim=z_dim).double()
+    with torch.no_grad():
+        for parameter in encoder.parameters():
+            parameter.mul_(2)
+    x, e = 2 * torch.randn(7, 2, dtype=torch.float64), torch.randn(7, z_dim, dtype=torch.float64)
+    eta = torch.randn_like(x)
+    params, tangent = directional_flow_params(encoder, x, eta)
+    by_jets = compatibility_probe(encoder, decoder, x, params, tangent, e, eta, method="jets")
+    by_autograd = compatibility_probe(encoder, decoder, x, params, tangent, e, eta, method="autograd")
+    for jets_value, autograd_value in zip(by_jets, by_autograd):
+        assert torch.allclose(jets_value, autograd_value, rtol=1e-10, atol=1e-10)
+    weights = list(encoder.parameters()) + list(decoder.parameters())
+    for variant in COMPATIBILITY_VARIANTS:
+        jets_grads = torch.autograd.grad(compatibility_from_probe(*by_jets, variant).mean(), weights, retain_graph=True)
+        autograd_grads = torch.autograd.grad(compatibility_from_probe(*by_autograd, variant).mean(), weights,
+                                             retain_graph=True)
+        for jets_grad, autograd_grad in zip(jets_grads, autograd_grads):
+            assert torch.allclose(jets_grad, autograd_grad, rtol=1e-9, atol=1e-10)
 
 
 def test_hutchinson_mean_converges_to_exact(model):
@@ -144,3 +170,24 @@ def test_compatibility_gradient_matches_finite_differences(model):
     step = 1e-6
     numeric = (shifted_compatibility(step) - shifted_compatibility(-step)) / (2 * step)
     assert torch.isclose(analytic, numeric, rtol=1e-5)
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_jets_equal_eager_jets(monkeypatch):
+    """main_toy.py --compile_jets true: the torch.compile'd jet step computes the same loss and gradients."""
+    import objectives.cygen as cygen
+    monkeypatch.setattr(cygen, "compiled_jet_step", None)  # the compiled step is per process: undo it after the test
+    torch.manual_seed(2)
+    encoder, decoder = toy_encoder(n_flows=3), toy_decoder(0.5)
+    x, e = torch.randn(16, 2), torch.randn(16, 2)
+    eta = torch.randn_like(x)
+    weights = list(encoder.parameters()) + list(decoder.parameters())
+    results = []
+    for compiled in (False, True):
+        if compiled:
+            cygen.compile_jet_step()
+        loss = compatibility_terms(encoder, decoder, x, "jacnorm_lite_x", e=e, eta=eta).mean()
+        results.append((loss, *torch.autograd.grad(loss, weights)))
+    assert cygen.compiled_jet_step is not None
+    for eager, compiled in zip(*results):
+        assert torch.allclose(eager, compiled, rtol=1e-4, atol=1e-6)
