@@ -156,7 +156,7 @@ compiled_jet_step = None
 
 
 def compile_jet_step():
-    """Use a torch.compile'd jet_step from now on (inductor fuses each step into a few C++ loops; ~1.6x faster toy
+    """Use a torch.compile'd jet_step from now on (inductor fuses each step into a few C++ loops; ~1.5x faster toy
     steps on CPU). Every flow step has the same shapes, so the ~25 s compile happens once per process."""
     global compiled_jet_step
     compiled_jet_step = compiled_jet_step or torch.compile(jet_step, dynamic=False)
