@@ -54,7 +54,8 @@ def eye_like(t, dim):
 
 def householder_product(vectors):
     """Q = H_1 H_2 ... H_H with H_j = I - 2 v_j v_j^T / |v_j|^2; batch-last vectors [..., H, D, B] -> [..., D, D, B]."""
-    v = vectors / vectors.norm(dim=-2, keepdim=True)
+    # rsqrt of a sum of squares: linalg's norm over a short non-innermost axis is ~50x slower here
+    v = vectors * (vectors * vectors).sum(-2, keepdim=True).rsqrt()
     reflections = eye_like(v, v.shape[-2]) - 2 * v.unsqueeze(-2) * v.unsqueeze(-3)
     return chain_matmul_tree(reflections, dim=-4)
 
@@ -76,31 +77,35 @@ class HouseholderSylvesterEncoder(nn.Module):
         self.body, self.z_dim, self.n_flows, self.n_householder = body, z_dim, n_flows, n_householder
         self.e_clamp = e_clamp
         D, F, H = z_dim, n_flows, n_householder
+        # Linear heads on the body output; flow_params applies them as one product and adds the activations
+        # (softplus for the variance, tanh for the diagonals).
         self.mean_head = nn.Linear(body_dim, D)
-        self.var_head = nn.Sequential(nn.Linear(body_dim, D), nn.Softplus())
+        self.var_head = nn.Linear(body_dim, D)
         self.triangular_head = nn.Linear(body_dim, F * D * D)  # strict upper part -> R1, its transpose's -> R2
-        self.diag1_head = nn.Sequential(nn.Linear(body_dim, F * D), nn.Tanh())
-        self.diag2_head = nn.Sequential(nn.Linear(body_dim, F * D), nn.Tanh())
+        self.diag1_head = nn.Linear(body_dim, F * D)
+        self.diag2_head = nn.Linear(body_dim, F * D)
         self.householder_head = nn.Linear(body_dim, F * H * D)
         self.bias_head = nn.Linear(body_dim, F * D)
         self.register_buffer("strict_upper", torch.triu(torch.ones(D, D), diagonal=1), persistent=False)
 
     def flow_params(self, x) -> FlowParams:
         h = self.body(x)
-        B, D, F = h.shape[0], self.z_dim, self.n_flows
-
-        def head(layer, *shape):  # a head's output [B, prod(shape)], batch-last
-            return layer(h).T.reshape(*shape, B)
-
-        full = head(self.triangular_head, F, D, D)
-        diag1, diag2 = head(self.diag1_head, F, D), head(self.diag2_head, F, D)
+        B, D, F, H = h.shape[0], self.z_dim, self.n_flows, self.n_householder
+        linears = (self.mean_head, self.var_head, self.triangular_head, self.diag1_head, self.diag2_head,
+                   self.householder_head, self.bias_head)
+        # All heads in one product W h^T: its output [heads, B] is batch-last and contiguous, and so is every row
+        # slice of it (a head applied as h W^T would leave transposed views whose elementwise ops crawl).
+        heads = torch.addmm(torch.cat([layer.bias for layer in linears]).unsqueeze(1),
+                            torch.cat([layer.weight for layer in linears]), h.T)
+        mean, var, full, diag1, diag2, householder, bias = heads.split([layer.out_features for layer in linears])
+        full, householder = full.view(F, D, D, B), householder.view(F, H, D, B)
+        diag1, diag2 = torch.tanh(diag1).view(F, D, B), torch.tanh(diag2).view(F, D, B)
         eye = eye_like(h, D)
         r1 = full * self.strict_upper.unsqueeze(-1) + eye * diag1.unsqueeze(-3)
         r2 = full.transpose(-3, -2) * self.strict_upper.unsqueeze(-1) + eye * diag2.unsqueeze(-3)
-        q = householder_product(head(self.householder_head, F, self.n_householder, D))
-        return FlowParams(mean=head(self.mean_head, D), std=head(self.var_head, D).sqrt(),
-                          inner=matmul(r2, q.transpose(-3, -2)), outer=matmul(q, r1),
-                          bias=head(self.bias_head, F, D), diag_product=diag1 * diag2)
+        q = householder_product(householder)
+        return FlowParams(mean=mean, std=nn.functional.softplus(var).sqrt(), inner=matmul(r2, q.transpose(-3, -2)),
+                          outer=matmul(q, r1), bias=bias.view(F, D, B), diag_product=diag1 * diag2)
 
     def sample_base(self, n_samples: int, batch_size: int, device=None):
         """e ~ N(0, I) of shape [n_samples, B, D], clamped elementwise when e_clamp is set (SVHN uses 0.1)."""
