@@ -7,6 +7,7 @@
 import compat  # noqa: F401  (first: torchvision shim)
 
 import argparse
+import shutil
 import time
 
 import torch
@@ -15,7 +16,8 @@ from data.toy import TOY_DATASETS, sample_toy
 from evaluation.toy import toy_figure, toy_metrics
 from models.toy import Discriminator, toy_decoder, toy_encoder
 from objectives.adversarial import discriminator_loss, fake_pair, generator_loss
-from objectives.cygen import COMPATIBILITY_VARIANTS, compile_jet_step, cygen_loss
+from models import compiled_steps
+from objectives.cygen import COMPATIBILITY_VARIANTS, cygen_loss
 from objectives.vae import dae_loss, elbo_loss
 from training import (RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state, check_choices,
                       check_finite, progress, resolve_device, restore_rng_state, run_main, seed_everything,
@@ -25,7 +27,7 @@ DEFAULTS = dict(
     data="pinwheel", method="cygen",
     pretr_method="none", pretr_niter=0, pretr_lrratio_dec=0.1,  # CyGen(PT): ELBO first, then decoder lr x 0.1
     z_dim=2, n_flows=32, n_householder=2, p_var=0.01,
-    cmtype="jacnorm_lite_x", w_cm=1e-5, n_mc_px=16, compile_jets=False,  # torch.compile the compatibility jets
+    cmtype="jacnorm_lite_x", w_cm=1e-5, n_mc_px=16, compile_flow=False,  # torch.compile the flow's per-step functions
     batch_size=1000, lr=1e-3, weight_decay=1e-5,
     lr_d=1e-4, n_discr_upd=128, n_gibbs=2,  # BiGAN / GibbsNet
     eval_every=100, eval_batch_size=1000, plot_every=1000,
@@ -55,6 +57,9 @@ def parse_args(argv=None):
     if min(args.eval_every, args.plot_every, args.batch_size, args.n_mc_px) <= 0 or args.plot_every % args.eval_every:
         parser.error("--eval_every, --plot_every, --batch_size and --n_mc_px must be positive, "
                      "and --plot_every a multiple of --eval_every")
+    if args.compile_flow and args.device != "cuda" and not (shutil.which("g++") or shutil.which("c++")):
+        parser.error("--compile_flow true needs a C++ compiler for torch.compile on CPU: install g++ "
+                     "(apt-get install g++) or leave the flag off")
     return args
 
 
@@ -124,8 +129,8 @@ def main(argv=None):
     device = resolve_device(args.device)
     run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
     seed_everything(args.seed)
-    if args.compile_jets:
-        compile_jet_step()
+    if args.compile_flow:
+        compiled_steps.enable()
     encoder = toy_encoder(args.z_dim, args.n_flows, args.n_householder).to(device)
     decoder = toy_decoder(args.p_var, args.z_dim).to(device)
     discriminator = Discriminator(2, args.z_dim).to(device) if args.method in ADVERSARIAL else None

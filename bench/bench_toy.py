@@ -1,12 +1,13 @@
 """Time one training step of main_toy.py (forward, backward, Adam) at the paper's configuration.
 
     python bench/bench_toy.py [--device cpu|cuda] [--threads 1] [--batch_size 1000] [--repeats 20]
-                              [--compile_jets] [--summary results/toy_speed.json]
+                              [--compile_flow] [--summary results/toy_speed.json]
 
 CyGen's step (harmonic-mean fit with M=16 + compatibility term, F=32 flows) is reported beside the ELBO step of
 the same networks measured in the same run, so the ratio survives a noisy, shared machine. The official code's
 step, measured on this project's 2-core CPU with one thread and no other load, took ~0.47 s (spec). With
---compile_jets the lite step is timed once more with main_toy.py's --compile_jets true (torch.compile'd jets).
+--compile_flow the lite step is timed once more with main_toy.py's --compile_flow true (the flow's
+per-step functions through torch.compile).
 """
 import os
 import sys
@@ -18,15 +19,16 @@ import torch  # noqa: E402
 from bench.timing import (bench_device, bench_parser, median_seconds, training_step,  # noqa: E402
                           write_bench_summary)
 
+from models import compiled_steps  # noqa: E402
 from models.toy import toy_decoder, toy_encoder  # noqa: E402
-from objectives.cygen import compile_jet_step, cygen_loss  # noqa: E402
+from objectives.cygen import cygen_loss  # noqa: E402
 from objectives.vae import elbo_loss  # noqa: E402
 
 OFFICIAL_SECONDS_PER_STEP = 0.47
-BASELINE, LITE, COMPILED = "elbo (baseline)", "cygen jacnorm_lite_x", "cygen lite, compiled jets"
+BASELINE, LITE, COMPILED = "elbo (baseline)", "cygen jacnorm_lite_x", "cygen lite, compiled flow"
 LABELS = {BASELINE: "ELBO (baseline, same networks)", "cygen fit only (w_cm=0)": "CyGen, fit only (w_cm = 0)",
           LITE: "CyGen, jacnorm_lite_x (toy default)", "cygen jacnorm_x": "CyGen, jacnorm_x",
-          COMPILED: "CyGen, jacnorm_lite_x, --compile_jets true"}
+          COMPILED: "CyGen, jacnorm_lite_x, --compile_flow true"}
 
 
 def write_speed_summary(args, device, seconds):
@@ -57,7 +59,8 @@ def main():
     parser.add_argument("--batch_size", type=int, default=1000)
     parser.add_argument("--n_mc_px", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--compile_jets", action="store_true", help="also time the lite step with compiled jets")
+    parser.add_argument("--compile_flow", action="store_true",
+                        help="also time the lite step with the flow's per-step functions compiled")
     args = parser.parse_args()
     device = bench_device(args)
     torch.manual_seed(0)
@@ -74,8 +77,8 @@ def main():
     print(f"device {device}, threads {args.threads}, batch {args.batch_size}, F=32 flows, M={args.n_mc_px}")
     seconds = {name: median_seconds(training_step(fn, torch.optim.Adam(parameters, lr=1e-3)), device, args.repeats)
                for name, fn in cases.items()}
-    if args.compile_jets:
-        compile_jet_step()  # median_seconds' warm-up steps absorb the compile
+    if args.compile_flow:
+        compiled_steps.enable()  # median_seconds' warm-up steps absorb the compile
         seconds[COMPILED] = median_seconds(training_step(cases[LITE], torch.optim.Adam(parameters, lr=1e-3)), device,
                                            args.repeats)
     baseline = seconds[BASELINE]

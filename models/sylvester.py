@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.compiled_steps import step_function
+
 
 # Below this size, batch-last products are a broadcast multiply and a sum over a short axis, which beats a batched
 # matmul over thousands of tiny matrices (the toy's 2x2 flow matrices: ~5x per product); above it, einsum's bmm.
@@ -70,6 +72,12 @@ def chain_matmul_tree(matrices, dim):
     return m[0]
 
 
+def flow_step(z, inner, outer, bias):
+    """One step z + C tanh(A z + b) on z [D, S, B] (A = R2 Q^T, C = Q R1): returns it and tanh'(A z + b)."""
+    h = torch.tanh(matmul(inner, z) + bias.unsqueeze(1))
+    return z + matmul(outer, h), 1 - h * h
+
+
 class HouseholderSylvesterEncoder(nn.Module):
     def __init__(self, body: nn.Module, body_dim: int, z_dim: int, n_flows: int, n_householder: int,
                  e_clamp: float | None = None):
@@ -89,18 +97,27 @@ class HouseholderSylvesterEncoder(nn.Module):
         self.register_buffer("strict_upper", torch.triu(torch.ones(D, D), diagonal=1), persistent=False)
 
     def flow_params(self, x) -> FlowParams:
-        h = self.body(x)
-        B, D, F, H = h.shape[0], self.z_dim, self.n_flows, self.n_householder
-        linears = (self.mean_head, self.var_head, self.triangular_head, self.diag1_head, self.diag2_head,
-                   self.householder_head, self.bias_head)
-        # All heads in one product W h^T: its output [heads, B] is batch-last and contiguous, and so is every row
-        # slice of it (a head applied as h W^T would leave transposed views whose elementwise ops crawl).
-        heads = torch.addmm(torch.cat([layer.bias for layer in linears]).unsqueeze(1),
-                            torch.cat([layer.weight for layer in linears]), h.T)
-        mean, var, full, diag1, diag2, householder, bias = heads.split([layer.out_features for layer in linears])
+        return self.assemble(self.head_outputs(x))
+
+    def head_outputs(self, x):
+        """All heads on the body output as one product W h^T: [heads, B], batch-last and contiguous, and so is every
+        row slice of it (heads applied as h W^T leave transposed views whose elementwise ops crawl)."""
+        linears = self.heads()
+        return torch.addmm(torch.cat([layer.bias for layer in linears]).unsqueeze(1),
+                           torch.cat([layer.weight for layer in linears]), self.body(x).T)
+
+    def heads(self):
+        return (self.mean_head, self.var_head, self.triangular_head, self.diag1_head, self.diag2_head,
+                self.householder_head, self.bias_head)
+
+    def assemble(self, head_outputs) -> FlowParams:
+        """The flow parameters from the head outputs [heads, B] (the nonlinear part of flow_params)."""
+        D, F, H, B = self.z_dim, self.n_flows, self.n_householder, head_outputs.shape[-1]
+        mean, var, full, diag1, diag2, householder, bias = head_outputs.split(
+            [layer.out_features for layer in self.heads()])
         full, householder = full.view(F, D, D, B), householder.view(F, H, D, B)
         diag1, diag2 = torch.tanh(diag1).view(F, D, B), torch.tanh(diag2).view(F, D, B)
-        eye = eye_like(h, D)
+        eye = eye_like(head_outputs, D)
         r1 = full * self.strict_upper.unsqueeze(-1) + eye * diag1.unsqueeze(-3)
         r2 = full.transpose(-3, -2) * self.strict_upper.unsqueeze(-1) + eye * diag2.unsqueeze(-3)
         q = householder_product(householder)
@@ -115,13 +132,14 @@ class HouseholderSylvesterEncoder(nn.Module):
 
     def transform(self, params: FlowParams, e) -> FlowSample:
         """z = T(e, x) and log q(z|x) for e of shape [S, B, D] (S samples per row of the batch)."""
-        z = torch.addcmul(params.mean.unsqueeze(1), params.std.unsqueeze(1), e.permute(2, 0, 1))  # [D, S, B]
+        # [D, S, B], contiguous like every later step's z (a compiled step would recompile for the first one's strides)
+        z = torch.addcmul(params.mean.unsqueeze(1), params.std.unsqueeze(1), e.permute(2, 0, 1)).contiguous()
         tanh_grads = []
+        step = step_function(flow_step)
         # unbind once: indexing [k] in the loop would make every backward pass write F full-size gradients.
         for inner, outer, bias in zip(params.inner.unbind(0), params.outer.unbind(0), params.bias.unbind(0)):
-            h = torch.tanh(matmul(inner, z) + bias.unsqueeze(1))
-            z = z + matmul(outer, h)
-            tanh_grads.append(1 - h * h)
+            z, tanh_grad = step(z, inner, outer, bias)
+            tanh_grads.append(tanh_grad)
         tanh_grad = torch.stack(tanh_grads).permute(2, 0, 1, 3)  # [S, F, D, B]
         # det(I + Q R1 diag(h') R2 Q^T) = prod_i (1 + h'_i R1_ii R2_ii): Sylvester's determinant identity.
         log_det = params.std.log().sum(0) + torch.log1p(tanh_grad * params.diag_product).sum((1, 2))

@@ -13,6 +13,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch.autograd import grad
 
+from models.compiled_steps import step_function
 from models.sylvester import FlowParams, eye_like, matmul
 
 COMPATIBILITY_VARIANTS = ("jacnorm_x", "jacnorm_lite_x")
@@ -52,13 +53,21 @@ def grad_x_log_p(decoder, x, z, create_graph=True):
 
 
 def directional_flow_params(encoder, x, eta):
-    """The flow parameters theta(x) and their derivative along eta, d/dt theta(x + t eta) at t = 0, from one
-    forward-mode pass through the encoder. The tangent stays differentiable w.r.t. the encoder's weights."""
+    """The flow parameters theta(x) and their derivative along eta, d/dt theta(x + t eta) at t = 0, by forward-mode
+    differentiation: through the body and the linear heads with a dual tensor, through the heads' nonlinear assembly
+    with torch.func.jvp (compiled with --compile_flow). The tangent stays differentiable w.r.t. the weights."""
     with fwAD.dual_level():
-        dual = encoder.flow_params(fwAD.make_dual(x, eta))
-        unpacked = {field.name: fwAD.unpack_dual(getattr(dual, field.name)) for field in fields(dual)}
-    return (FlowParams(**{name: pair.primal for name, pair in unpacked.items()}),
-            FlowParams(**{name: pair.tangent for name, pair in unpacked.items()}))
+        heads = fwAD.unpack_dual(encoder.head_outputs(fwAD.make_dual(x, eta)))
+    params, tangent = step_function(assemble_with_tangent)(encoder, heads.primal, heads.tangent)
+    return FlowParams(*params), FlowParams(*tangent)
+
+
+def assemble_with_tangent(encoder, head_outputs, head_tangent):
+    """encoder.assemble(head_outputs) and its derivative along head_tangent, as tuples in FlowParams' field order."""
+    def assemble(heads):
+        params = encoder.assemble(heads)
+        return tuple(getattr(params, field.name) for field in fields(params))
+    return torch.func.jvp(assemble, (head_outputs,), (head_tangent,))
 
 
 # Up to this latent size the mixed derivative grad_e[eta^T grad_x log q] is pushed forward through the flow as
@@ -152,16 +161,6 @@ def jet_step(j: FlowJets, inner, outer, bias, diag_product, inner_t, outer_t, bi
                     z_et=j.z_et + apply(outer_t, hidden_e) + apply(outer, hidden_et), l_e=l_e, l_ee=l_ee, l_et=l_et)
 
 
-compiled_jet_step = None
-
-
-def compile_jet_step():
-    """Use a torch.compile'd jet_step from now on (inductor fuses each step into a few C++ loops; ~1.5x faster toy
-    steps on CPU). Every flow step has the same shapes, so the ~25 s compile happens once per process."""
-    global compiled_jet_step
-    compiled_jet_step = compiled_jet_step or torch.compile(jet_step, dynamic=False)
-
-
 def mixed_score_by_jets(params: FlowParams, tangent: FlowParams, e):
     """(z, grad_e[eta^T grad_x log q], J) from second-order jets pushed forward through the flow: only first-order
     graphs, so the final backward pass is the only reverse pass. With g_z = J^{-T} l_e (= grad_z log q) and
@@ -174,7 +173,7 @@ def mixed_score_by_jets(params: FlowParams, tangent: FlowParams, e):
                     z_t=torch.addcmul(tangent.mean, tangent.std, e), z_et=eye * tangent.std,
                     l_e=-e, l_ee=-eye.expand(D, D, B), l_et=e.new_zeros(D, B))
     names = ("inner", "outer", "bias", "diag_product")
-    step_fn = compiled_jet_step or jet_step
+    step_fn = step_function(jet_step)
     for step in zip(*(getattr(params, n).unbind(0) for n in names), *(getattr(tangent, n).unbind(0) for n in names)):
         jets = step_fn(jets, *step)
     jacobian = jets.z_e.permute(2, 0, 1)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.func import jacrev
 
+from models.sylvester import flow_step
 from models.toy import toy_decoder, toy_encoder
 from objectives.cygen import (COMPATIBILITY_VARIANTS, compatibility_from_probe, compatibility_probe, compatibility_terms,
                               cygen_loss, directional_flow_params, exact_compatibility, harmonic_mean_log_px)
@@ -173,21 +174,22 @@ def test_compatibility_gradient_matches_finite_differences(model):
 
 
 @pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile on CPU needs a C++ compiler")
-def test_compiled_jets_equal_eager_jets(monkeypatch):
-    """main_toy.py --compile_jets true: the torch.compile'd jet step computes the same loss and gradients."""
-    import objectives.cygen as cygen
-    monkeypatch.setattr(cygen, "compiled_jet_step", None)  # the compiled step is per process: undo it after the test
+def test_compiled_flow_steps_equal_eager(monkeypatch):
+    """main_toy.py --compile_flow true: with the flow's per-step functions compiled (sample step, parameter assembly
+    with its tangent, jets), CyGen's loss and all weight gradients are those of eager mode."""
+    from models import compiled_steps
+    monkeypatch.setattr(compiled_steps, "_enabled", False)  # enabling is per process: undo it after the test
     torch.manual_seed(2)
     encoder, decoder = toy_encoder(n_flows=3), toy_decoder(0.5)
-    x, e = torch.randn(16, 2), torch.randn(16, 2)
-    eta = torch.randn_like(x)
+    x = torch.randn(16, 2)
     weights = list(encoder.parameters()) + list(decoder.parameters())
     results = []
     for compiled in (False, True):
         if compiled:
-            cygen.compile_jet_step()
-        loss = compatibility_terms(encoder, decoder, x, "jacnorm_lite_x", e=e, eta=eta).mean()
+            compiled_steps.enable()
+        torch.manual_seed(3)
+        loss = cygen_loss(encoder, decoder, x, n_mc=4, variant="jacnorm_lite_x", w_cm=1.0)[0]
         results.append((loss, *torch.autograd.grad(loss, weights)))
-    assert cygen.compiled_jet_step is not None
+    assert compiled_steps.step_function(flow_step) is not flow_step
     for eager, compiled in zip(*results):
         assert torch.allclose(eager, compiled, rtol=1e-4, atol=1e-6)

@@ -3,6 +3,7 @@
 This module holds the toy script's cases and the checks shared by all scripts; each method's own test module runs
 its script the same way through tests/scripts.py.
 """
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +51,12 @@ def test_smoke(script, args, tmp_path):
     assert all(row["nll_hm"] and row["compatibility"] for row in rows)
     assert (run_dir / "checkpoint.pt").exists() and (run_dir / "config.json").exists()
     assert (run_dir / "samples" / "step000004.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile on CPU needs a C++ compiler")
+def test_smoke_compiled_flow(tmp_path):
+    test_smoke("main_toy.py", ["--method", "cygen", "--pretr_method", "elbo", "--pretr_niter", "2",
+                               "--compile_flow", "true"], tmp_path)
 
 
 def test_help_lists_every_flag():
