@@ -18,9 +18,10 @@ from torch import nn
 from models.compiled_steps import step_function
 
 
-# Below this size, batch-last products are a broadcast multiply and a sum over a short axis, which beats a batched
-# matmul over thousands of tiny matrices (the toy's 2x2 flow matrices: ~5x per product); above it, einsum's bmm.
-BROADCAST_MATMUL_MAX_DIM = 8
+# Up to this many multiplications per sample (I * J * K), batch-last products are a broadcast multiply and a sum over
+# the short middle axis, which beats a batched matmul over thousands of tiny matrices (the toy's 2x2 flow matrices:
+# ~5x per product); above it, einsum's bmm (the I x J x K intermediate would cost more than bmm's layout copies).
+BROADCAST_MATMUL_MAX_SIZE = 8 ** 3
 
 
 @dataclass
@@ -44,7 +45,7 @@ class FlowSample:
 
 def matmul(a, b):
     """Batch-last matrix product: a [..., I, J, B] @ b [..., J, K, B] -> [..., I, K, B]."""
-    if a.shape[-2] <= BROADCAST_MATMUL_MAX_DIM:
+    if a.shape[-3] * a.shape[-2] * b.shape[-2] <= BROADCAST_MATMUL_MAX_SIZE:
         return (a.unsqueeze(-2) * b.unsqueeze(-4)).sum(-3)
     return torch.einsum("...ijb,...jkb->...ikb", a, b)
 
@@ -55,11 +56,23 @@ def eye_like(t, dim):
 
 
 def householder_product(vectors):
-    """Q = H_1 H_2 ... H_H with H_j = I - 2 v_j v_j^T / |v_j|^2; batch-last vectors [..., H, D, B] -> [..., D, D, B]."""
-    # rsqrt of a sum of squares: linalg's norm over a short non-innermost axis is ~50x slower here
-    v = vectors * (vectors * vectors).sum(-2, keepdim=True).rsqrt()
-    reflections = eye_like(v, v.shape[-2]) - 2 * v.unsqueeze(-2) * v.unsqueeze(-3)
-    return chain_matmul_tree(reflections, dim=-4)
+    """Q = H_1 H_2 ... H_H with H_j = I - 2 u_j u_j^T / |u_j|^2; batch-last vectors [..., H, D, B] -> [..., D, D, B].
+
+    Compact WY form (Schreiber & Van Loan 1989): with the vectors as the rows of U [H, D] and G = U U^T,
+    Q = I - U^T A^{-1} U,  A = triu(G) - diag(G) / 2 (upper triangular, H x H): O(H D^2) per sample, where
+    multiplying the H reflections as D x D matrices costs O(H D^3). A^{-1} U by back substitution over the H rows,
+    batch-last (a batched triangular solve would loop over thousands of tiny matrices).
+    """
+    gram = matmul(vectors, vectors.transpose(-3, -2))  # [..., H, H, B]
+    solved = []  # rows H-1, H-2, ... of A^{-1} U, each [..., D, B]
+    for i in reversed(range(vectors.shape[-3])):
+        row = vectors[..., i, :, :]
+        if solved:
+            later_rows = torch.stack(solved[::-1], dim=-3)  # rows i+1 .. H-1
+            row = row - (gram[..., i, i + 1:, :].unsqueeze(-2) * later_rows).sum(-3)
+        solved.append(row / (0.5 * gram[..., i, i, :]).unsqueeze(-2))
+    a_inverse_u = torch.stack(solved[::-1], dim=-3)
+    return eye_like(vectors, vectors.shape[-2]) - matmul(vectors.transpose(-3, -2), a_inverse_u)
 
 
 def chain_matmul_tree(matrices, dim):
@@ -85,36 +98,26 @@ class HouseholderSylvesterEncoder(nn.Module):
         self.body, self.z_dim, self.n_flows, self.n_householder = body, z_dim, n_flows, n_householder
         self.e_clamp = e_clamp
         D, F, H = z_dim, n_flows, n_householder
-        # Linear heads on the body output; flow_params applies them as one product and adds the activations
-        # (softplus for the variance, tanh for the diagonals).
-        self.mean_head = nn.Linear(body_dim, D)
-        self.var_head = nn.Linear(body_dim, D)
-        self.triangular_head = nn.Linear(body_dim, F * D * D)  # strict upper part -> R1, its transpose's -> R2
-        self.diag1_head = nn.Linear(body_dim, F * D)
-        self.diag2_head = nn.Linear(body_dim, F * D)
-        self.householder_head = nn.Linear(body_dim, F * H * D)
-        self.bias_head = nn.Linear(body_dim, F * D)
+        # Every flow parameter is a linear head on the body output; they are stacked as one layer so that flow_params
+        # applies them in one product (assemble adds the activations: softplus for the variance, tanh for diagonals).
+        # "triangular" holds F full D x D matrices: the strict upper part gives R1, its transpose's gives R2.
+        self.head_sizes = dict(mean=D, var=D, triangular=F * D * D, diag1=F * D, diag2=F * D, householder=F * H * D,
+                               bias=F * D)
+        self.heads = nn.Linear(body_dim, sum(self.head_sizes.values()))
         self.register_buffer("strict_upper", torch.triu(torch.ones(D, D), diagonal=1), persistent=False)
 
     def flow_params(self, x) -> FlowParams:
         return self.assemble(self.head_outputs(x))
 
     def head_outputs(self, x):
-        """All heads on the body output as one product W h^T: [heads, B], batch-last and contiguous, and so is every
-        row slice of it (heads applied as h W^T leave transposed views whose elementwise ops crawl)."""
-        linears = self.heads()
-        return torch.addmm(torch.cat([layer.bias for layer in linears]).unsqueeze(1),
-                           torch.cat([layer.weight for layer in linears]), self.body(x).T)
-
-    def heads(self):
-        return (self.mean_head, self.var_head, self.triangular_head, self.diag1_head, self.diag2_head,
-                self.householder_head, self.bias_head)
+        """The heads as W h^T: [heads, B], batch-last and contiguous, and so is every row slice of it (h W^T would
+        leave transposed views, whose elementwise ops crawl)."""
+        return torch.addmm(self.heads.bias.unsqueeze(1), self.heads.weight, self.body(x).T)
 
     def assemble(self, head_outputs) -> FlowParams:
         """The flow parameters from the head outputs [heads, B] (the nonlinear part of flow_params)."""
         D, F, H, B = self.z_dim, self.n_flows, self.n_householder, head_outputs.shape[-1]
-        mean, var, full, diag1, diag2, householder, bias = head_outputs.split(
-            [layer.out_features for layer in self.heads()])
+        mean, var, full, diag1, diag2, householder, bias = head_outputs.split(list(self.head_sizes.values()))
         full, householder = full.view(F, D, D, B), householder.view(F, H, D, B)
         diag1, diag2 = torch.tanh(diag1).view(F, D, B), torch.tanh(diag2).view(F, D, B)
         eye = eye_like(head_outputs, D)
@@ -126,7 +129,7 @@ class HouseholderSylvesterEncoder(nn.Module):
 
     def sample_base(self, n_samples: int, batch_size: int, device=None):
         """e ~ N(0, I) of shape [n_samples, B, D], clamped elementwise when e_clamp is set (SVHN uses 0.1)."""
-        weight = self.mean_head.weight
+        weight = self.heads.weight
         e = torch.randn(n_samples, batch_size, self.z_dim, device=device or weight.device, dtype=weight.dtype)
         return e if self.e_clamp is None else e.clamp(-self.e_clamp, self.e_clamp)
 
