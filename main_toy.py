@@ -7,16 +7,15 @@
 import compat  # noqa: F401  (first: torchvision shim)
 
 import argparse
-import shutil
 import time
 
 import torch
 
 from data.toy import TOY_DATASETS, sample_toy
 from evaluation.toy import toy_figure, toy_metrics
+from models import compiled_steps
 from models.toy import Discriminator, toy_decoder, toy_encoder
 from objectives.adversarial import discriminator_loss, fake_pair, generator_loss
-from models import compiled_steps
 from objectives.cygen import COMPATIBILITY_VARIANTS, cygen_loss
 from objectives.vae import dae_loss, elbo_loss
 from training import (RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state, check_choices,
@@ -57,7 +56,7 @@ def parse_args(argv=None):
     if min(args.eval_every, args.plot_every, args.batch_size, args.n_mc_px) <= 0 or args.plot_every % args.eval_every:
         parser.error("--eval_every, --plot_every, --batch_size and --n_mc_px must be positive, "
                      "and --plot_every a multiple of --eval_every")
-    if args.compile_flow and args.device != "cuda" and not (shutil.which("g++") or shutil.which("c++")):
+    if args.compile_flow and args.device != "cuda" and not compiled_steps.cpu_compiler_available():
         parser.error("--compile_flow true needs a C++ compiler for torch.compile on CPU: install g++ "
                      "(apt-get install g++) or leave the flag off")
     return args

@@ -6,21 +6,23 @@ a few C++ loops, with the backward pass generated alongside. Compiled versions a
 are recorded (training, the compatibility metric): no-grad calls (sampling, plots) stay eager rather than compile a
 graph for every shape they use. Each new shape (an evaluation batch) compiles once, statically.
 """
+import shutil
+
 import torch
 
 _compiled = {}
 _enabled = False
 
 
+def cpu_compiler_available():
+    """torch.compile on CPU generates C++: it needs a compiler on PATH."""
+    return bool(shutil.which("g++") or shutil.which("c++"))
+
+
 def enable():
     """From now on (in this process) `step_function` hands out compiled versions."""
     global _enabled
     _enabled = True
-
-
-def disable():
-    global _enabled
-    _enabled = False
 
 
 def step_function(function):

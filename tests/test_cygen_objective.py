@@ -1,11 +1,11 @@
 """CyGen's compatibility estimator against the exact Frobenius norm from brute-force second derivatives."""
 import math
-import shutil
 
 import pytest
 import torch
 from torch.func import jacrev
 
+from models import compiled_steps
 from models.sylvester import flow_step
 from models.toy import toy_decoder, toy_encoder
 from objectives.cygen import (COMPATIBILITY_VARIANTS, compatibility_from_probe, compatibility_probe, compatibility_terms,
@@ -173,11 +173,10 @@ def test_compatibility_gradient_matches_finite_differences(model):
     assert torch.isclose(analytic, numeric, rtol=1e-5)
 
 
-@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.skipif(not compiled_steps.cpu_compiler_available(), reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_flow_steps_equal_eager(monkeypatch):
     """main_toy.py --compile_flow true: with the flow's per-step functions compiled (sample step, parameter assembly
     with its tangent, jets), CyGen's loss and all weight gradients are those of eager mode."""
-    from models import compiled_steps
     monkeypatch.setattr(compiled_steps, "_enabled", False)  # enabling is per process: undo it after the test
     torch.manual_seed(2)
     encoder, decoder = toy_encoder(n_flows=3), toy_decoder(0.5)
