@@ -4,12 +4,16 @@
 #   bash run_toy.sh            full length (30000 iterations, batch 1000; DAE / GibbsNet 12000), as the paper
 #   bash run_toy.sh --quick    CPU scale: batch 200, 1500 iterations (500 of them ELBO pretraining; DAE 3000),
 #                              4 instead of 128 discriminator updates per step; two runs at a time, one thread each
-# Extra arguments after the mode go to every run (e.g. --device cuda). Runs land in runs/toy[_quick]/<data>-<name>;
-# runs use --resume: a finished run is a no-op, an interrupted one continues. The table: python -m evaluation.summarize_toy <root>.
+# Extra arguments after the mode go to every run (e.g. --device cuda; on CPU --compile_flow true). Runs land in
+# runs/toy[_quick]/<data>-<name>; runs use --resume: a finished run is a no-op, an interrupted one continues.
+# TOY_RUNS="cygen_pt no_compat" runs only those names; TOY_JOBS=N runs N at a time (default 1, quick 2).
+# The table: python -m evaluation.summarize_toy <root>.
 set -euo pipefail
 cd "$(dirname "$0")"
 source run_common.sh
 extra=("$@")
+only=${TOY_RUNS:-}
+[ -n "$only" ] && invocation="TOY_RUNS='$only' $invocation"
 
 if [ "$mode" = quick ]; then
     root=runs/toy_quick
@@ -47,11 +51,15 @@ for data in pinwheel 8gaussians; do
                 "$data gibbsnet --method gibbsnet --n_gibbs 2 ${gibbsnet_length[*]} ${adversarial[*]} ${gan_lr[*]}")
 done
 
+parallel=${TOY_JOBS:-$parallel}
 for job in "${jobs_list[@]}"; do
+    name=$(cut -d' ' -f2 <<< "$job")
+    [ -n "$only" ] && [[ " $only " != *" $name "* ]] && continue
     wait_for_slot "$parallel"
     # shellcheck disable=SC2086
     run $job &
 done
 wait_for_all
-"$PYTHON" -m evaluation.summarize_toy "$root" --copy_figures && "$PYTHON" -m evaluation.render_results
+"$PYTHON" -m evaluation.summarize_toy "$root" --copy_figures --command "$invocation" &&
+    "$PYTHON" -m evaluation.render_results
 exit $failed

@@ -59,6 +59,7 @@ def main():
     parser.add_argument("--kind", choices=("quick", "full"),
                         help="default: quick for a root named *_quick (as run_toy.sh --quick names it), else full")
     parser.add_argument("--results", type=Path, default=Path("results"), help="(default: %(default)s)")
+    parser.add_argument("--command", help="the command that trained the runs (default: bash run_toy.sh [--quick])")
     parser.add_argument("--copy_figures", action="store_true",
                         help="replace results/figures/toy_<kind>/ by the runs' last figures")
     args = parser.parse_args()
@@ -86,7 +87,7 @@ def main():
     commits = sorted({str(config["git_commit"]) for config in configs})
     path = args.results / f"toy_{kind}.json"
     write_summary(path, experiment="CyGen and baselines on 2-D toy data (Liu et al. 2021, section 5.1)", rows=rows,
-                  command="bash run_toy.sh" + (" --quick" if kind == "quick" else ""), kind=kind,
+                  command=args.command or "bash run_toy.sh" + (" --quick" if kind == "quick" else ""), kind=kind,
                   hardware=hardware_description(device),
                   notes=f"Trained at commit {', '.join(commits)}; each run's exact command is in "
                         f"{args.root.as_posix()}/<data>-<method>/config.json.")

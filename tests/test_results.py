@@ -112,6 +112,9 @@ def test_summarize_toy_writes_rows_with_the_pretraining_values(tiny_runs, tmp_pa
     assert rows["VAE (ELBO)", "harmonic-mean NLL"]["paper"] is None
     assert sorted(path.name for path in (results / "figures" / "toy_quick").iterdir()) == [
         "pinwheel-cygen_pt.png", "pinwheel-vae.png"]
+    command = "TOY_RUNS='cygen_pt vae' bash run_toy.sh --compile_flow true"  # run_toy.sh passes what it was run as
+    run_main_in_process(summarize_toy, monkeypatch, tiny_runs, "--results", results, "--command", command)
+    assert json.loads((results / "toy_quick.json").read_text())["command"] == command
 
 
 def test_summarize_toy_refuses_an_unfinished_run(tiny_runs, tmp_path, monkeypatch):
