@@ -9,6 +9,7 @@ import pytest
 from evaluation import render_results, summarize_toy
 from evaluation.render_results import load_summaries, render
 from evaluation.summary import write_summary
+from models import compiled_steps
 from plot_curves import read_curves, run_labels
 from tests.scripts import REPO, read_metrics, run_script
 from tests.test_examples import TINY_TOY
@@ -128,11 +129,12 @@ def test_summarize_toy_refuses_an_unfinished_run(tiny_runs, tmp_path, monkeypatc
 
 def test_bench_summary_renders(tmp_path):
     results = tmp_path / "results"
+    compiled = compiled_steps.cpu_compiler_available()  # --compile_flow times one more case
     run_script("bench/bench_toy.py", "--device", "cpu", "--batch_size", "8", "--n_mc_px", "2", "--repeats", "1",
-               "--summary", str(results / "toy_speed.json"))
+               *(["--compile_flow"] if compiled else []), "--summary", str(results / "toy_speed.json"))
     summary = json.loads((results / "toy_speed.json").read_text())
     metrics = [row["metric"] for row in summary["rows"]]
-    assert metrics.count("ms per step") == 4 and metrics.count("x the ELBO step") == 3
+    assert metrics.count("ms per step") == 4 + compiled and metrics.count("x the ELBO step") == 3 + compiled
     assert "speed-up over the official code" not in metrics, "the official code was timed at batch 1000 only"
     assert all(row["ours"] > 0 for row in summary["rows"]) and summary["kind"] == "quick"
     assert "| CyGen, jacnorm_x | toy | x the ELBO step |" in render(results, tmp_path)
