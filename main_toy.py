@@ -56,8 +56,8 @@ def parse_args(argv=None):
     if min(args.eval_every, args.plot_every, args.batch_size, args.n_mc_px) <= 0 or args.plot_every % args.eval_every:
         parser.error("--eval_every, --plot_every, --batch_size and --n_mc_px must be positive, "
                      "and --plot_every a multiple of --eval_every")
-    if args.compile_flow and args.device != "cuda" and not compiled_steps.cpu_compiler_available():
-        parser.error("--compile_flow true needs a C++ compiler for torch.compile on CPU: install g++ "
+    if args.compile_flow and not compiled_steps.compiler_available():
+        parser.error("--compile_flow true needs a C/C++ compiler for torch.compile: install g++ "
                      "(apt-get install g++) or leave the flag off")
     return args
 

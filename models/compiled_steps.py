@@ -14,8 +14,8 @@ _compiled = {}
 _enabled = False
 
 
-def cpu_compiler_available():
-    """torch.compile on CPU generates C++: it needs a compiler on PATH."""
+def compiler_available():
+    """torch.compile needs a C/C++ compiler on PATH: inductor builds C++ kernels on CPU, Triton its launcher on GPU."""
     return bool(shutil.which("g++") or shutil.which("c++"))
 
 

@@ -173,7 +173,7 @@ def test_compatibility_gradient_matches_finite_differences(model):
     assert torch.isclose(analytic, numeric, rtol=1e-5)
 
 
-@pytest.mark.skipif(not compiled_steps.cpu_compiler_available(), reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.skipif(not compiled_steps.compiler_available(), reason="torch.compile needs a C/C++ compiler")
 def test_compiled_flow_steps_equal_eager(monkeypatch):
     """main_toy.py --compile_flow true: with the flow's per-step functions compiled (sample step, parameter assembly
     with its tangent, jets), CyGen's loss and all weight gradients are those of eager mode."""

@@ -53,10 +53,18 @@ def test_smoke(script, args, tmp_path):
     assert (run_dir / "samples" / "step000004.png").stat().st_size > 0
 
 
-@pytest.mark.skipif(not compiled_steps.cpu_compiler_available(), reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.skipif(not compiled_steps.compiler_available(), reason="torch.compile needs a C/C++ compiler")
 def test_smoke_compiled_flow(tmp_path):
     test_smoke("main_toy.py", ["--method", "cygen", "--pretr_method", "elbo", "--pretr_niter", "2",
                                "--compile_flow", "true"], tmp_path)
+
+
+def test_compile_flow_without_a_compiler_is_refused(monkeypatch, capsys):
+    import main_toy
+    monkeypatch.setattr(compiled_steps, "compiler_available", lambda: False)
+    with pytest.raises(SystemExit):
+        main_toy.parse_args(["--compile_flow", "true"])
+    assert "--compile_flow true needs a C/C++ compiler" in capsys.readouterr().err
 
 
 def test_help_lists_every_flag():

@@ -129,7 +129,7 @@ def test_summarize_toy_refuses_an_unfinished_run(tiny_runs, tmp_path, monkeypatc
 
 def test_bench_summary_renders(tmp_path):
     results = tmp_path / "results"
-    compiled = compiled_steps.cpu_compiler_available()  # --compile_flow times one more case
+    compiled = compiled_steps.compiler_available()  # --compile_flow times one more case
     run_script("bench/bench_toy.py", "--device", "cpu", "--batch_size", "8", "--n_mc_px", "2", "--repeats", "1",
                *(["--compile_flow"] if compiled else []), "--summary", str(results / "toy_speed.json"))
     summary = json.loads((results / "toy_speed.json").read_text())
