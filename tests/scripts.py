@@ -4,7 +4,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from models import compiled_steps
+
 REPO = Path(__file__).resolve().parent.parent
+# Tests of --compile_flow run where torch.compile can build its kernels.
+needs_compiler = pytest.mark.skipif(not compiled_steps.compiler_available(),
+                                    reason="torch.compile needs a C/C++ compiler")
 
 
 def run_script(script, *args, check=True, timeout=300):

@@ -11,6 +11,7 @@ from models.toy import toy_decoder, toy_encoder
 from objectives.cygen import (COMPATIBILITY_VARIANTS, compatibility_from_probe, compatibility_probe, compatibility_terms,
                               cygen_loss, directional_flow_params, exact_compatibility, harmonic_mean_log_px)
 from objectives.vae import dae_loss, elbo_loss
+from tests.scripts import needs_compiler
 
 
 @pytest.fixture
@@ -173,7 +174,7 @@ def test_compatibility_gradient_matches_finite_differences(model):
     assert torch.isclose(analytic, numeric, rtol=1e-5)
 
 
-@pytest.mark.skipif(not compiled_steps.compiler_available(), reason="torch.compile needs a C/C++ compiler")
+@needs_compiler
 def test_compiled_flow_steps_equal_eager(monkeypatch):
     """main_toy.py --compile_flow true: with the flow's per-step functions compiled (sample step, parameter assembly
     with its tangent, jets), CyGen's loss and all weight gradients are those of eager mode."""

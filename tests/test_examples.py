@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from models import compiled_steps
-from tests.scripts import REPO, read_metrics, run_script
+from tests.scripts import REPO, needs_compiler, read_metrics, run_script
 TINY_TOY = ["--niters", "4", "--eval_every", "2", "--plot_every", "4", "--batch_size", "32", "--n_flows", "2",
             "--n_mc_px", "2", "--eval_batch_size", "64", "--gen_batch_size", "64", "--gen_niter", "2",
             "--n_discr_upd", "2", "--device", "cpu"]
@@ -53,7 +53,7 @@ def test_smoke(script, args, tmp_path):
     assert (run_dir / "samples" / "step000004.png").stat().st_size > 0
 
 
-@pytest.mark.skipif(not compiled_steps.compiler_available(), reason="torch.compile needs a C/C++ compiler")
+@needs_compiler
 def test_smoke_compiled_flow(tmp_path):
     test_smoke("main_toy.py", ["--method", "cygen", "--pretr_method", "elbo", "--pretr_niter", "2",
                                "--compile_flow", "true"], tmp_path)
