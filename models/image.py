@@ -11,6 +11,7 @@ from torch import nn
 
 from models.decoders import GaussianDecoder
 from models.sylvester import HouseholderSylvesterEncoder
+from models.tangents import linear_tangent
 
 BODY_DIM = 256
 
@@ -38,6 +39,12 @@ class GatedConv2d(nn.Module):
 
     def forward(self, x):
         return self.h(x) * torch.sigmoid(self.g(x))
+
+    def linearize(self, x, x_t):
+        """The output and its derivative along x_t (models.tangents): d[h s] = (dh + h (1 - s) dg) s, s = sigmoid(g)."""
+        h, gate = self.h(x), torch.sigmoid(self.g(x))
+        h_t, g_t = linear_tangent(self.h, x_t), linear_tangent(self.g, x_t)
+        return h * gate, (h_t + h * (1 - gate) * g_t) * gate
 
 
 def gated_transposed(in_channels, out_channels, kernel_size, stride, padding, output_padding=0):

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from models.compiled_steps import step_function
+from models.tangents import linearize
 
 
 # Up to this many multiplications per sample (I * J * K), batch-last products are a broadcast multiply and a sum over
@@ -113,6 +114,12 @@ class HouseholderSylvesterEncoder(nn.Module):
         """The heads as W h^T: [heads, B], batch-last and contiguous, and so is every row slice of it (h W^T would
         leave transposed views, whose elementwise ops crawl)."""
         return torch.addmm(self.heads.bias.unsqueeze(1), self.heads.weight, self.body(x).T)
+
+    def head_outputs_with_tangent(self, x, x_t):
+        """head_outputs(x) and its derivative along x_t, both [heads, B]."""
+        body_output, body_tangent = linearize(self.body, x, x_t)
+        return (torch.addmm(self.heads.bias.unsqueeze(1), self.heads.weight, body_output.T),
+                self.heads.weight @ body_tangent.T)
 
     def assemble(self, head_outputs) -> FlowParams:
         """The flow parameters from the head outputs [heads, B] (the nonlinear part of flow_params)."""

@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass, fields
 
 import torch
-import torch.autograd.forward_ad as fwAD
 from torch.autograd import grad
 
 from models.compiled_steps import step_function
@@ -54,11 +53,11 @@ def grad_x_log_p(decoder, x, z, create_graph=True):
 
 def directional_flow_params(encoder, x, eta):
     """The flow parameters theta(x) and their derivative along eta, d/dt theta(x + t eta) at t = 0, by forward-mode
-    differentiation: through the body and the linear heads with a dual tensor, through the heads' nonlinear assembly
-    with torch.func.jvp (compiled with --compile_flow). The tangent stays differentiable w.r.t. the weights."""
-    with fwAD.dual_level():
-        heads = fwAD.unpack_dual(encoder.head_outputs(fwAD.make_dual(x, eta)))
-    params, tangent = step_function(assemble_with_tangent)(encoder, heads.primal, heads.tangent)
+    differentiation: through the body and the linear heads layer by layer (models.tangents), through the heads'
+    nonlinear assembly with torch.func.jvp (compiled with --compile_flow). The tangent stays differentiable w.r.t.
+    the weights."""
+    heads, heads_tangent = encoder.head_outputs_with_tangent(x, eta)
+    params, tangent = step_function(assemble_with_tangent)(encoder, heads, heads_tangent)
     return FlowParams(*params), FlowParams(*tangent)
 
 

@@ -11,6 +11,8 @@ from evaluation.downstream import downstream_accuracy, train_and_score
 from models.decoders import GaussianDecoder
 from models.image import image_decoder, image_encoder
 from models.sylvester import HouseholderSylvesterEncoder
+from models.tangents import linearize
+from models.toy import toy_encoder
 from objectives.cygen import compatibility_terms, exact_compatibility
 from tests.scripts import read_metrics, run_script
 from tests.test_cygen_objective import brute_force_mixed_hessians
@@ -37,6 +39,21 @@ def test_image_flow_jacobian_and_log_det_match_brute_force(tiny_image_encoder):
         assert torch.allclose(jacobian[b], brute, atol=1e-10)
         log_normal = -0.5 * e[b].pow(2).sum() - 1.5 * math.log(2 * math.pi)
         assert torch.isclose(sample.log_q[0, b], log_normal - torch.linalg.slogdet(brute)[1], atol=1e-10)
+
+
+@pytest.mark.parametrize("body, x_shape", [
+    (image_encoder((1, 28, 28)).body, (1, 28, 28)), (image_encoder((3, 32, 32)).body, (3, 32, 32)),
+    (toy_encoder().body, (2,)), (nn.Sequential(nn.Linear(2, 4), nn.Softplus(), nn.Linear(4, 3)), (2,))],
+    ids=["grayscale28", "colour32", "toy", "forward_ad_fallback"])
+def test_layerwise_tangents_equal_torch_func_jvp(body, x_shape):
+    torch.manual_seed(0)
+    body = body.double()
+    x, x_t = torch.randn(3, *x_shape, dtype=torch.float64), torch.randn(3, *x_shape, dtype=torch.float64)
+    output, tangent = linearize(body, x, x_t)
+    expected_output, expected_tangent = torch.func.jvp(body, (x,), (x_t,))
+    torch.testing.assert_close(output, expected_output)
+    torch.testing.assert_close(tangent, expected_tangent)
+    assert tangent.abs().max() > 1e-3  # a tangent that vanished would pass the comparison vacuously
 
 
 def test_image_encoder_rows_are_independent(tiny_image_encoder):
