@@ -58,6 +58,23 @@ def median_seconds(function, device, repeats, warmup=3):
     return sorted(times)[len(times) // 2]
 
 
+def interleaved_median_seconds(functions, device, repeats, warmup=1):
+    """{name: median seconds} of each of `functions` ({name: callable}) over `repeats` rounds that call every one
+    once in turn: a slow spell of a shared machine then slows them all alike, and their ratios hold."""
+    for function in functions.values():
+        for _ in range(warmup):
+            function()
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            synchronize(device)
+            start = time.perf_counter()
+            function()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
 def training_step(loss_fn, optimizer):
     """A closure doing one step: zero_grad, loss_fn().backward(), optimizer.step()."""
     def step():

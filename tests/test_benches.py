@@ -23,6 +23,60 @@ def test_bench_image_times_both_phases(tmp_path):
     assert "ms/image" in result.stdout
 
 
+# The interface bench_image.py uses from the official code's checkout, with a one-layer model behind it.
+STUB_OFFICIAL_MODEL = """
+import torch
+
+
+class HouseholderSylvesterVAE(torch.nn.Module):
+    def __init__(self, args):
+        super().__init__()
+        self.encoder = torch.nn.Linear(784, args.dim_z)
+
+    def eval_logp(self, x, z):
+        return -z.pow(2).sum(-1)
+
+    def draw_q0(self, x, n_mc):
+        return torch.randn(n_mc, x.shape[0], self.encoder.out_features)
+
+    def eval_z1eps_logqt(self, x, eps, eval_jac=False):
+        z = self.encoder(x.flatten(1)) + eps
+        return z, -eps.pow(2).sum(-1)
+
+    def eval_z1eps(self, x, eps):
+        return self.eval_z1eps_logqt(x, eps)[0]
+"""
+STUB_OFFICIAL_METHOD = """
+class CyGen_FlowqNoInv:
+    def __init__(self, cmtype, pxtype, eval_logp, draw_q0, eval_z1eps_logqt, eval_z1eps, w_cm, w_px, n_mc_cm, n_mc_px):
+        self.eval_logp, self.draw_q0, self.eval_z1eps_logqt = eval_logp, draw_q0, eval_z1eps_logqt
+
+    def getlosses(self, x):
+        z, log_q = self.eval_z1eps_logqt(x, self.draw_q0(x, 1)[0])
+        return (log_q - self.eval_logp(x, z)).mean(),
+"""
+
+
+def test_bench_image_times_the_official_code_in_the_same_run(tmp_path):
+    checkout = tmp_path / "cygen"
+    for package, module, text in [("arch", "VAE", STUB_OFFICIAL_MODEL), ("methods", "cygen", STUB_OFFICIAL_METHOD)]:
+        (checkout / package).mkdir(parents=True)
+        (checkout / package / "__init__.py").write_text("")
+        (checkout / package / f"{module}.py").write_text(text)
+    path = tmp_path / "image_speed.json"
+    run_script("bench/bench_image.py", *TINY, "--batch_size", "2", "--repeats", "1", "--official_code", str(checkout),
+               "--summary", str(path))
+    by_metric, rows = summary_rows(path)
+    assert by_metric["speed-up per image over the official code, same run"]["paper"] == "5x (target)"
+    official = [row for row in rows if row["method"] == "official code, cygen jacnorm_x"]
+    assert {row["metric"] for row in official} == {"ms per image", "images per s"}
+    assert all(row["ours"] > 0 and "batch 32" in row["scale"] for row in official)
+    assert "speed-up per image over the official code (spec)" not in by_metric
+
+    wrong = run_script("bench/bench_image.py", *TINY, "--official_code", str(tmp_path), check=False)
+    assert wrong.returncode != 0 and "no methods/cygen.py" in wrong.stderr
+
+
 def test_bench_cvae_times_an_epoch_and_the_evaluation(tmp_path):
     path = tmp_path / "cvae_speed.json"
     run_script("bench/bench_cvae.py", *TINY, "--steps", "1", "--eval_images", "2", "--summary", str(path))
