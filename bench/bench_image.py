@@ -4,8 +4,9 @@
                                 [--official_code PATH] [--summary results/image_speed.json]
 
 The CyGen step (d_z = 64, 4 flows x 8 reflections, jacnorm_x, M = 1) is reported beside the ELBO warm-up step of the
-same networks measured in the same run, as ms per image, images/s and (on CUDA) peak memory. The official code's CyGen step,
-measured on this project's CPU with 2 threads and no other load, took ~1.9 s at batch 32, ~59 ms per image (spec).
+same networks measured in the same run, as ms per image, images/s and (on CUDA) peak memory. The official code's
+CyGen step, measured on this project's CPU with 2 threads and no other load, took ~1.9 s at batch 32, ~59 ms per
+image (spec).
 A shared machine's speed drifts by tens of percent within minutes, so for the ratio pass a checkout of the official
 code (github.com/changliu00/cygen) as --official_code: its step is then timed in this run, at its batch of 32, with
 the same configuration, and the speed-up is computed against that.
