@@ -1,7 +1,7 @@
 """Time one training step of main_image.py (forward, backward, Adamax) at the MNIST configuration.
 
     python bench/bench_image.py [--device cpu|cuda] [--threads 2] [--batch_size 100] [--repeats 5]
-                                [--official_code PATH] [--summary results/image_speed.json]
+                                [--official_code PATH] [--breakdown] [--summary results/image_speed.json]
 
 The CyGen step (d_z = 64, 4 flows x 8 reflections, jacnorm_x, M = 1) is reported beside the ELBO warm-up step of the
 same networks measured in the same run, as ms per image, images/s and (on CUDA) peak memory. The official code's
@@ -9,7 +9,9 @@ CyGen step, measured on this project's CPU with 2 threads and no other load, too
 image (spec).
 A shared machine's speed drifts by tens of percent within minutes, so for the ratio pass a checkout of the official
 code (github.com/changliu00/cygen) as --official_code: its step is then timed in this run, at its batch of 32, with
-the same configuration, and the speed-up is computed against that.
+the same configuration, and the speed-up is computed against that. --breakdown also times, in the same rounds, the
+network passes inside the CyGen step (the encoder body and heads with their x-tangent, the decoder's p-term with its
+double backward, the decoder's fit term, each forward and backward): what is left of the step is the flow algebra.
 """
 import os
 import resource
@@ -25,12 +27,14 @@ import torch  # noqa: E402
 from bench.timing import (bench_device, bench_parser, interleaved_median_seconds, training_step,  # noqa: E402
                           write_bench_summary)
 from models.image import image_decoder, image_encoder  # noqa: E402
-from objectives.cygen import cygen_loss  # noqa: E402
+from objectives.cygen import cygen_loss, decoder_mixed_score  # noqa: E402
 from objectives.vae import elbo_loss  # noqa: E402
 
 OFFICIAL_MS_PER_IMAGE = 1900 / 32
 OFFICIAL_BATCH_SIZE = 32
 BASELINE, CYGEN, OFFICIAL = "elbo warm-up step (baseline)", "cygen jacnorm_x", "official code, cygen jacnorm_x"
+BODY, P_TERM, FIT = ("cygen part: encoder body + heads with x-tangent", "cygen part: decoder p-term, double backward",
+                     "cygen part: decoder fit term")
 
 
 def peak_memory_mb(device):
@@ -59,11 +63,28 @@ def official_cygen_loss(checkout, device, batch_size):
     return lambda: frame.getlosses(x)[0], list(model.parameters())
 
 
+def network_passes(encoder, decoder, x):
+    """Backward-pass closures of the network work inside one CyGen step (at the step's shapes, without the flow)."""
+    eta, z = torch.randn_like(x), torch.randn(x.shape[0], encoder.z_dim, device=x.device)
+
+    def body():
+        heads, heads_tangent = encoder.head_outputs_with_tangent(x, eta)
+        (heads.sum() + heads_tangent.square().sum()).backward()
+
+    def p_term():
+        decoder_mixed_score(decoder, x, z.clone().requires_grad_(), eta).square().sum().backward()
+
+    def fit():
+        decoder.log_prob(x, z.clone().requires_grad_()).sum().backward()
+    return {BODY: body, P_TERM: p_term, FIT: fit}
+
+
 def main():
     parser = bench_parser(__doc__, threads=2, summary_example="results/image_speed.json")
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--official_code", help="a checkout of github.com/changliu00/cygen: time its step too")
+    parser.add_argument("--breakdown", action="store_true", help="also time the network passes inside the step")
     args = parser.parse_args()
     if args.official_code and not os.path.isfile(os.path.join(args.official_code, "methods", "cygen.py")):
         parser.error(f"--official_code {args.official_code}: no methods/cygen.py there; pass the root of a checkout "
@@ -90,14 +111,16 @@ def main():
 
     steps = {name: measured(name, training_step(loss, torch.optim.Adamax(parameters, lr=1e-4, eps=1e-7)))
              for name, (loss, parameters, _) in cases.items()}
+    if args.breakdown:
+        steps.update({name: measured(name, part) for name, part in network_passes(encoder, decoder, x).items()})
     seconds = interleaved_median_seconds(steps, device, args.repeats)
     rows, ms_per_image = [], {}
     for name, s in seconds.items():
-        batch_size = cases[name][2]
+        batch_size = cases[name][2] if name in cases else args.batch_size
         scale = f"batch {batch_size}, {args.threads} threads, median of {args.repeats} interleaved steps"
         ms_per_image[name] = s * 1e3 / batch_size
         memory_note = f"  peak memory {memory[name]:.0f} MB" if device.type == "cuda" else ""
-        print(f"{name:30s} {s:7.3f} s/step  {ms_per_image[name]:6.2f} ms/image  {batch_size / s:7.1f} images/s"
+        print(f"{name:48s} {s:7.3f} s/step  {ms_per_image[name]:6.2f} ms/image  {batch_size / s:7.1f} images/s"
               f"{memory_note}")
         paper = (f"official code ~{OFFICIAL_MS_PER_IMAGE:.0f} (spec: CPU, unloaded)"
                  if name == CYGEN and device.type == "cpu" else None)
@@ -112,6 +135,16 @@ def main():
     print(f"cygen step: {ratio:.2f}x the ELBO step per image")
     rows.append(dict(method=CYGEN, dataset="mnist", metric="x the ELBO step", ours=round(ratio, 2), paper=None,
                      scale=scale))
+    if args.breakdown:
+        network = sum(ms_per_image[name] for name in (BODY, P_TERM, FIT))
+        print(f"network passes together {network:.2f} ms/image, the rest of the step (flow algebra) "
+              f"{ms_per_image[CYGEN] - network:.2f} ms/image")
+        rows.append(dict(method="cygen parts: the three network passes together", dataset="mnist",
+                         metric="ms per image", ours=round(network, 2), paper=None, scale=scale))
+        if OFFICIAL in ms_per_image:
+            rows.append(dict(method=CYGEN, dataset="mnist",
+                             metric="speed-up over the official code if the flow algebra took no time",
+                             ours=round(ms_per_image[OFFICIAL] / network, 2), paper=None, scale=scale))
     if OFFICIAL in ms_per_image:
         speed_up = ms_per_image[OFFICIAL] / ms_per_image[CYGEN]
         print(f"vs the official code timed in this run: {speed_up:.2f}x faster per image")

@@ -51,6 +51,13 @@ def grad_x_log_p(decoder, x, z, create_graph=True):
     return gradient
 
 
+def decoder_mixed_score(decoder, x, z, eta):
+    """g_p = grad_z[eta^T grad_x log p(x|z)], [B, D], differentiable (a decoder pass, a backward pass, and their
+    double backward in the final loss.backward())."""
+    (p_term,) = grad((grad_x_log_p(decoder, x, z) * eta).sum(), z, create_graph=True)
+    return p_term
+
+
 def directional_flow_params(encoder, x, eta):
     """The flow parameters theta(x) and their derivative along eta, d/dt theta(x + t eta) at t = 0, by forward-mode
     differentiation: through the body and the linear heads layer by layer (models.tangents), through the heads'
@@ -89,8 +96,7 @@ def compatibility_probe(encoder, decoder, x, params, tangent, e, eta, method=Non
         z, q_term, jacobian = mixed_score_by_jets(params, tangent, e)
     else:
         z, q_term, jacobian = mixed_score_by_autograd(encoder, params, tangent, e)
-    (p_term,) = grad((grad_x_log_p(decoder, x, z) * eta).sum(), z, create_graph=True)
-    return p_term, q_term, jacobian
+    return decoder_mixed_score(decoder, x, z, eta), q_term, jacobian
 
 
 def mixed_score_by_autograd(encoder, params, tangent, e):

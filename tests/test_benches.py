@@ -15,10 +15,14 @@ def summary_rows(path):
 
 def test_bench_image_times_both_phases(tmp_path):
     path = tmp_path / "image_speed.json"
-    result = run_script("bench/bench_image.py", *TINY, "--batch_size", "2", "--repeats", "1", "--summary", str(path))
-    _, rows = summary_rows(path)
+    result = run_script("bench/bench_image.py", *TINY, "--batch_size", "2", "--repeats", "1", "--breakdown",
+                        "--summary", str(path))
+    by_metric, rows = summary_rows(path)
     methods = {row["method"] for row in rows}
-    assert {"elbo warm-up step (baseline)", "cygen jacnorm_x"} <= methods, methods
+    assert {"elbo warm-up step (baseline)", "cygen jacnorm_x", "cygen part: encoder body + heads with x-tangent",
+            "cygen part: decoder p-term, double backward", "cygen part: decoder fit term",
+            "cygen parts: the three network passes together"} <= methods, methods
+    assert by_metric["speed-up per image over the official code (spec)"]["paper"] == "5x (target)"
     assert all(row["ours"] > 0 for row in rows if isinstance(row["ours"], (int, float)))
     assert "ms/image" in result.stdout
 
