@@ -46,16 +46,7 @@ def synchronize(device):
 
 def median_seconds(function, device, repeats, warmup=3):
     """Median seconds of function() over `repeats` calls, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        function()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return interleaved_median_seconds({"function": function}, device, repeats, warmup)["function"]
 
 
 def interleaved_median_seconds(functions, device, repeats, warmup=1):

@@ -108,18 +108,17 @@ class HouseholderSylvesterEncoder(nn.Module):
         self.register_buffer("strict_upper", torch.triu(torch.ones(D, D), diagonal=1), persistent=False)
 
     def flow_params(self, x) -> FlowParams:
-        return self.assemble(self.head_outputs(x))
-
-    def head_outputs(self, x):
-        """The heads as W h^T: [heads, B], batch-last and contiguous, and so is every row slice of it (h W^T would
-        leave transposed views, whose elementwise ops crawl)."""
-        return torch.addmm(self.heads.bias.unsqueeze(1), self.heads.weight, self.body(x).T)
+        return self.assemble(self.apply_heads(self.body(x)))
 
     def head_outputs_with_tangent(self, x, x_t):
-        """head_outputs(x) and its derivative along x_t, both [heads, B]."""
+        """The head outputs at x (apply_heads) and their derivative along x_t, both [heads, B]."""
         body_output, body_tangent = linearize(self.body, x, x_t)
-        return (torch.addmm(self.heads.bias.unsqueeze(1), self.heads.weight, body_output.T),
-                self.heads.weight @ body_tangent.T)
+        return self.apply_heads(body_output), self.heads.weight @ body_tangent.T
+
+    def apply_heads(self, body_output):
+        """The heads as W h^T: [heads, B], batch-last and contiguous, and so is every row slice of it (h W^T would
+        leave transposed views, whose elementwise ops crawl)."""
+        return torch.addmm(self.heads.bias.unsqueeze(1), self.heads.weight, body_output.T)
 
     def assemble(self, head_outputs) -> FlowParams:
         """The flow parameters from the head outputs [heads, B] (the nonlinear part of flow_params)."""
