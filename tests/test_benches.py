@@ -92,3 +92,35 @@ def test_bench_cvae_times_an_epoch_and_the_evaluation(tmp_path):
 def test_bench_fid_reads_cached_statistics():
     result = run_script("bench/bench_fid.py", *TINY, "--dims", "64", "--n_images", "4", "--batch_size", "2")
     assert "images/s" in result.stdout and "cached" in result.stdout
+
+
+def test_dispatch_counter_sees_kernels_views_and_syncs():
+    import torch
+    from bench.counting import count_dispatches
+    x = torch.randn(4, 3, requires_grad=True)
+
+    def step():
+        loss = (x.t() * 2).sum()  # t: a view; mul, sum and the backward's ops: kernels
+        loss.backward()
+
+    quiet = count_dispatches(step, calls=2)
+    assert quiet.syncs == 0 and quiet.no_launch >= 2 and quiet.kernels >= 4
+    assert quiet.per_call(2)["kernels"] == quiet.kernels / 2
+    loud = count_dispatches(lambda: (step(), x.sum().item(), bool(torch.isfinite(x).all()), x.nonzero()))
+    assert loud.syncs == 3, loud.by_op
+
+
+def test_optimizer_step_counters_are_no_sync():
+    import torch
+    from bench.counting import count_dispatches
+    weight = torch.nn.Parameter(torch.randn(3))
+    optimizer = torch.optim.Adam([weight], foreach=False)  # the single-tensor loop reads its step counter
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        weight.square().sum().backward()
+        optimizer.step()
+
+    step()
+    assert count_dispatches(step).syncs > 0  # without the optimizer the counter read looks like a sync
+    assert count_dispatches(step, optimizers=[optimizer]).syncs == 0
