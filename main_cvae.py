@@ -20,9 +20,9 @@ from data.images import BatchIterator, DatasetNotFoundError, load_image_dataset
 from evaluation.cvae import completion_figure, negative_clls
 from models.cvae import CVAE, BaselineNet
 from objectives.cvae import QUADRANT_SETTINGS, QuadrantTask, baseline_negative_cll, negative_elbo
-from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state,
-                      check_choices, check_finite, load_checkpoint, progress, resolve_device, restore_rng_state,
-                      run_main, seed_everything, write_json_atomic)
+from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, apply_precision,
+                      capture_rng_state, check_choices, check_finite, load_checkpoint, progress, resolve_device,
+                      restore_rng_state, run_main, seed_everything, write_json_atomic)
 
 DEFAULTS = dict(
     quadrants=1, model="cvae",
@@ -99,9 +99,10 @@ def fit(run, args, data, task, device, baseline=None):
     """Train with early stopping on the validation loss; returns the model at its best epoch and that epoch.
 
     The checkpoint after every epoch holds the current model (for --resume) and the best one (to restore)."""
+    autocast = apply_precision(args.precision, device)
     seed_everything(args.seed)
     model = build_model(vars(args)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)  # never the baseline's parameters
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, foreach=True)  # never the baseline's parameters
     best = {"model": {k: v.clone() for k, v in model.state_dict().items()}, "epoch": 0, "valid_loss": math.inf}
     epochs_since_best = 0
     if run.resume_state:
@@ -109,7 +110,7 @@ def fit(run, args, data, task, device, baseline=None):
         model.load_state_dict(state["models"]["model"])
         optimizer.load_state_dict(state["optimizers"]["model"])
         best, epochs_since_best = state["best"], state["epochs_since_best"]
-        restore_rng_state(state["rng"])
+        restore_rng_state(state["rng"], device)
     start_time = time.time() - (run.resume_state.get("elapsed_s", 0.0) if run.resume_state else 0.0)
     batches = BatchIterator(data.train_x, batch_size=args.batch_size, drop_last=False)
 
@@ -119,7 +120,8 @@ def fit(run, args, data, task, device, baseline=None):
         model.train()
         sums = {}
         for images, _ in progress(batches, desc=f"{args.model} q{args.quadrants} epoch {epoch + 1}"):
-            loss, parts = loss_terms(model, baseline, task, *task.split(images))
+            with autocast():
+                loss, parts = loss_terms(model, baseline, task, *task.split(images))
             loss = loss.mean()
             check_finite(epoch + 1, {"loss": loss, **{k: v.mean() for k, v in parts.items()}}, run)
             optimizer.zero_grad(set_to_none=True)
@@ -140,7 +142,7 @@ def fit(run, args, data, task, device, baseline=None):
                          "elapsed_s": round(time.time() - start_time, 2)})
         run.save_checkpoint({"step": epoch + 1, "models": {"model": model.state_dict()},
                              "optimizers": {"model": optimizer.state_dict()}, "best": best,
-                             "epochs_since_best": epochs_since_best, "rng": capture_rng_state(),
+                             "epochs_since_best": epochs_since_best, "rng": capture_rng_state(device),
                              "elapsed_s": time.time() - start_time})
         print(f"epoch {epoch + 1}: valid {valid_loss:.3f} (best {best['valid_loss']:.3f} at epoch {best['epoch']})",
               flush=True)

@@ -28,9 +28,9 @@ from models.lagvae import BernoulliMLPDecoder, GaussianMLPEncoder, binarize
 from objectives.lagvae import (MULTIPLIER_RANGE, constraint_violations, consistency_terms, information_objective,
                                initial_multipliers, lagrangian, mmd_noise_floor, multiplier_ascent_step,
                                multiplier_optimizer, multipliers_at_clip)
-from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state,
-                      check_finite, load_checkpoint, progress, resolve_device, restore_rng_state, run_main,
-                      seed_everything)
+from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, apply_precision,
+                      capture_rng_state, check_finite, load_checkpoint, progress, resolve_device, restore_rng_state,
+                      run_main, seed_everything)
 
 DEFAULTS = dict(
     method="lagvae", mi=0.0,
@@ -125,13 +125,14 @@ def report_pinned_multipliers(multipliers, means, args, already_reported):
 def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
+    autocast = apply_precision(args.precision, device)
     run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
     seed_everything(args.seed)
     encoder = GaussianMLPEncoder(args.z_dim, args.width).to(device)
     decoder = BernoulliMLPDecoder(args.z_dim, args.width).to(device)
     # One Adam for the model, stepped once per batch (the official code stepped one instance twice).
     optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=args.lr,
-                                 betas=(args.beta1, 0.999))
+                                 betas=(args.beta1, 0.999), foreach=True)
     multipliers = initial_multipliers(device)
     lambda_optimizer = multiplier_optimizer(multipliers, args.lambda_lr)
     if run.resume_state:
@@ -142,7 +143,7 @@ def main(argv=None):
         lambda_optimizer.load_state_dict(state["optimizers"]["multipliers"])
         with torch.no_grad():
             multipliers.copy_(state["multipliers"])
-        restore_rng_state(state["rng"])
+        restore_rng_state(state["rng"], device)
     elif args.init_from:
         load_initial_networks(encoder, decoder, args.init_from)
     train_x, heldout = load_data(args, device)
@@ -155,12 +156,13 @@ def main(argv=None):
                    total=n_steps, initial=run.start_step, desc=f"{args.method} mi={args.mi:g}")
     for step, x_uint8 in bar:
         x = binarize(x_uint8)  # dynamic binarisation: a fresh Bernoulli draw of every batch
-        terms = consistency_terms(encoder, decoder, x)
-        if args.method == "lagvae":
-            l1, l2 = multipliers.detach().unbind()
-            loss = lagrangian(terms, args.mi, l1, l2, args.e1, args.e2)
-        else:
-            loss = information_objective(terms, args.mi, args.e1, args.e2)
+        with autocast():
+            terms = consistency_terms(encoder, decoder, x)
+            if args.method == "lagvae":
+                l1, l2 = multipliers.detach().unbind()
+                loss = lagrangian(terms, args.mi, l1, l2, args.e1, args.e2)
+            else:
+                loss = information_objective(terms, args.mi, args.e1, args.e2)
         check_finite(step + 1, {"loss": loss, **terms}, run)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -188,7 +190,7 @@ def main(argv=None):
                                                           "decoder": decoder.state_dict()},
                                  "optimizers": {"model": optimizer.state_dict(),
                                                 "multipliers": lambda_optimizer.state_dict()},
-                                 "multipliers": multipliers.detach().clone(), "rng": capture_rng_state(),
+                                 "multipliers": multipliers.detach().clone(), "rng": capture_rng_state(device),
                                  "elapsed_s": time.time() - start_time})
             if done == n_steps:
                 reconstruction_figure(run.samples_dir / f"step{done:08d}.png", encoder, decoder, heldout["test"],

@@ -11,6 +11,7 @@ same model by the ELBO through the same loop (train() below).
 import compat  # noqa: F401  (first: torchvision shim)
 
 import argparse
+import contextlib
 import time
 
 import torch
@@ -21,8 +22,9 @@ from evaluation.symvae import (MODEL_FLAGS, mean_squared_weight, mutual_informat
                                separate_rng_stream)
 from models.binary_hvae import ARCHITECTURES, ENCODER_ORDERS, LIKELIHOODS, build_model
 from objectives.symvae import clean_images, decoder_step_loss, encoder_step_loss, training_noise
-from training import (RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state, check_finite,
-                      progress, resolve_device, restore_rng_state, run_main, seed_everything, write_json_atomic)
+from training import (RunFolder, add_common_args, add_flags_from_defaults, apply_precision, capture_rng_state,
+                      check_finite, progress, resolve_device, restore_rng_state, run_main, seed_everything,
+                      write_json_atomic)
 
 DEFAULTS = dict(  # the README's settings; the official --stepsize default 1e-8 would not learn
     dataset="mnist", encoder="ladder", arch="conv", nz0=30, nz1=100,
@@ -64,17 +66,20 @@ def minimise(optimizer, loss):
 
 class SymmetricUpdate:
     """One iteration: the decoder step on encoder samples of data, then the encoder step on ancestral samples of the
-    already updated decoder. Two optimisers: neither step moves the other side."""
+    already updated decoder. Two optimisers: neither step moves the other side. `autocast` (training.apply_precision)
+    wraps each loss, never its backward pass."""
 
-    def __init__(self, model, lr):
-        self.model = model
-        self.optimizers = {"decoder": torch.optim.Adam(model.decoder_parameters(), lr=lr),
-                           "encoder": torch.optim.Adam(model.encoder.parameters(), lr=lr)}
+    def __init__(self, model, lr, autocast=contextlib.nullcontext):
+        self.model, self.autocast = model, autocast
+        self.optimizers = {"decoder": torch.optim.Adam(model.decoder_parameters(), lr=lr, foreach=True),
+                           "encoder": torch.optim.Adam(model.encoder.parameters(), lr=lr, foreach=True)}
 
     def __call__(self, x):
-        loss, decoder_terms = decoder_step_loss(self.model, x)
+        with self.autocast():
+            loss, decoder_terms = decoder_step_loss(self.model, x)
         minimise(self.optimizers["decoder"], loss)
-        loss, encoder_terms = encoder_step_loss(self.model, len(x))
+        with self.autocast():
+            loss, encoder_terms = encoder_step_loss(self.model, len(x))
         minimise(self.optimizers["encoder"], loss)
         return {**decoder_terms, **encoder_terms}
 
@@ -98,10 +103,11 @@ def log_statistics(run, step, model, averages, x, args, device, start_time):
 
 
 def train(method, make_update, description, argv=None):
-    """The loop shared by main_sym.py and main_elbo.py; make_update(model, lr) returns a callable x -> loss terms
-    holding its optimisers in .optimizers."""
+    """The loop shared by main_sym.py and main_elbo.py; make_update(model, lr, autocast) returns a callable
+    x -> loss terms holding its optimisers in .optimizers."""
     args = parse_args(method, description, argv)
     device = resolve_device(args.device)
+    autocast = apply_precision(args.precision, device, cudnn_benchmark=True)  # one batch shape throughout
     run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
     seed_everything(args.seed)
     # A held-out test set is kept (n_valid=0: 60k train, 10k test); --train_on_all trains on all 70k as the
@@ -109,7 +115,7 @@ def train(method, make_update, description, argv=None):
     splits = load_image_dataset(args.dataset, data_root=args.data_root, device=device, n_valid=0)
     train_x = torch.cat([splits.train_x, splits.test_x]) if args.train_on_all else splits.train_x
     model = build_model(**{key: getattr(args, key) for key in MODEL_FLAGS}).to(device)
-    update = make_update(model, args.lr)
+    update = make_update(model, args.lr, autocast)
     averages = {}
     if run.resume_state:
         state = run.resume_state
@@ -117,7 +123,7 @@ def train(method, make_update, description, argv=None):
         for name, optimizer in update.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         averages = {name: value.to(device) for name, value in state["moving_averages"].items()}
-        restore_rng_state(state["rng"])
+        restore_rng_state(state["rng"], device)
 
     start_time = time.time() - (run.resume_state.get("elapsed_s", 0.0) if run.resume_state else 0.0)
     bar = progress(range(run.start_step, args.niters), total=args.niters, initial=run.start_step,
@@ -136,7 +142,7 @@ def train(method, make_update, description, argv=None):
         if done % args.checkpoint_every == 0 or done == args.niters:
             run.save_checkpoint({"step": done, "models": {"model": model.state_dict()},
                                  "optimizers": {name: opt.state_dict() for name, opt in update.optimizers.items()},
-                                 "moving_averages": averages, "rng": capture_rng_state(),
+                                 "moving_averages": averages, "rng": capture_rng_state(device),
                                  "elapsed_s": time.time() - start_time})
         if done % args.image_every == 0 or done == args.niters:  # after the checkpoint: a plot never costs a run
             with separate_rng_stream(device, args.seed + done):

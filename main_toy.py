@@ -18,9 +18,10 @@ from models.toy import Discriminator, toy_decoder, toy_encoder
 from objectives.adversarial import discriminator_loss, fake_pair, generator_loss
 from objectives.cygen import COMPATIBILITY_VARIANTS, cygen_loss
 from objectives.vae import dae_loss, elbo_loss
-from training import (RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state, check_choices,
-                      check_finite, progress, resolve_device, restore_rng_state, run_main, seed_everything,
-                      separate_rng_stream)
+from training import (RunFolder, add_common_args, add_flags_from_defaults, apply_precision, capture_rng_state,
+                      check_choices, check_finite, progress, resolve_device, restore_rng_state, run_main,
+                      seed_everything, separate_rng_stream)
+from training.precision import CYGEN_BF16_REFUSAL
 
 DEFAULTS = dict(
     data="pinwheel", method="cygen",
@@ -42,7 +43,7 @@ PRIOR_BASED = ("elbo", "bigan", "gibbsnet")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser, length_flag="niters", default_length=30000)
+    add_common_args(parser, length_flag="niters", default_length=30000, bf16_refused_because=CYGEN_BF16_REFUSAL)
     add_flags_from_defaults(parser, DEFAULTS)
     args = parser.parse_args(argv)
     check_choices(parser, args, CHOICES)
@@ -70,7 +71,8 @@ def model_optimizer(encoder, decoder, args, after_pretraining):
     # After ELBO pretraining the official code restarts Adam with the decoder's learning rate scaled down.
     decoder_lr = args.lr * args.pretr_lrratio_dec if after_pretraining else args.lr
     return torch.optim.Adam([{"params": encoder.parameters(), "lr": args.lr},
-                             {"params": decoder.parameters(), "lr": decoder_lr}], weight_decay=args.weight_decay)
+                             {"params": decoder.parameters(), "lr": decoder_lr}], weight_decay=args.weight_decay,
+                            foreach=True)
 
 
 def adversarial_loss(encoder, decoder, discriminator, discriminator_optimizer, x, args, n_gibbs):
@@ -126,6 +128,7 @@ def plot(run, step, encoder, decoder, args, device):
 def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
+    apply_precision(args.precision, device)  # fp32 or tf32: no autocast
     run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
     seed_everything(args.seed)
     if args.compile_flow:
@@ -133,7 +136,8 @@ def main(argv=None):
     encoder = toy_encoder(args.z_dim, args.n_flows, args.n_householder).to(device)
     decoder = toy_decoder(args.p_var, args.z_dim).to(device)
     discriminator = Discriminator(2, args.z_dim).to(device) if args.method in ADVERSARIAL else None
-    discriminator_optimizer = (torch.optim.Adam(discriminator.parameters(), lr=args.lr_d, betas=(0.5, 0.999))
+    discriminator_optimizer = (torch.optim.Adam(discriminator.parameters(), lr=args.lr_d, betas=(0.5, 0.999),
+                                                foreach=True)
                                if discriminator else None)
     start = run.start_step
     optimizer = model_optimizer(encoder, decoder, args, after_pretraining=0 < args.pretr_niter < start)
@@ -145,7 +149,7 @@ def main(argv=None):
         if discriminator:
             discriminator.load_state_dict(state["models"]["discriminator"])
             discriminator_optimizer.load_state_dict(state["optimizers"]["discriminator"])
-        restore_rng_state(state["rng"])
+        restore_rng_state(state["rng"], device)
 
     # elapsed_s counts the wall time of every segment of a resumed run
     start_time = time.time() - (run.resume_state.get("elapsed_s", 0.0) if run.resume_state else 0.0)
@@ -172,7 +176,7 @@ def main(argv=None):
             if discriminator:
                 models["discriminator"] = discriminator.state_dict()
                 optimizers["discriminator"] = discriminator_optimizer.state_dict()
-            run.save_checkpoint({"step": done, "models": models, "optimizers": optimizers, "rng": capture_rng_state(),
+            run.save_checkpoint({"step": done, "models": models, "optimizers": optimizers, "rng": capture_rng_state(device),
                                  "elapsed_s": time.time() - start_time})
             if done % args.plot_every == 0 or done == args.niters:  # after the checkpoint: a plot never costs a run
                 plot(run, done, encoder, decoder, args, device)
