@@ -260,3 +260,51 @@ def test_foreach_optimizers_are_the_same_math(optimizer):
             opt.step()
         parameters[foreach] = [p.detach() for p in net.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(parameters[False], parameters[True]))
+
+
+# ---- bench/gpu_check.sh -------------------------------------------------------------------------------------
+
+def test_gpu_check_dry_run_runs_every_part_on_the_cpu(tmp_path):
+    summary_path = tmp_path / "gpu_check.json"
+    before = (REPO / "results" / "gpu_check.json").read_bytes()
+    result = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run", "--out", str(summary_path), "--work_dir",
+                             str(tmp_path / "work")], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (REPO / "results" / "gpu_check.json").read_bytes() == before, "a dry run never writes results/"
+    summary = json.loads(summary_path.read_text())
+    assert summary["kind"] == "quick" and summary["hardware"].startswith("CPU")
+    parts = json.loads((tmp_path / "gpu_check_parts.json").read_text())
+    assert all(part["outcome"].startswith("ok") for part in parts), parts
+    rows = {(row["method"], row["metric"]): row["ours"] for row in summary["rows"]}
+    smoked = {method.split(": ", 1)[1].split()[0] for method, metric in rows if method.startswith("smoke: ")}
+    assert smoked == {path.name for path in REPO.glob("*.py") if path.name.startswith(("main_", "generate",
+                                                                                      "compute_gen_fid"))}
+    # the same noise on both sides: fp32 against float64 is round-off, not a different draw
+    for device in ("CPU", "cpu"):
+        for quantity in ("loss", "compatibility term", "gradient of the loss"):
+            assert 0 <= rows[(f"CyGen image step, {device} fp32",
+                              f"relative error of the {quantity} vs CPU float64")] < 1e-4
+    assert rows[("Table 7 MNIST CyGen(PT) (main_image.py)",
+                 "estimated hours of the training epochs (100 warm-up + 10 CyGen)")] > 0
+    assert rows[("symmetric HVAE, 200k iterations (main_sym.py)", "estimated hours")] > 0
+    for bench in ("bench_toy", "bench_image", "bench_sym", "bench_cvae", "bench_lagvae", "bench_fid",
+                  "bench_sym --precision bf16"):
+        assert any(method.startswith(f"{bench}: ") and metric == "kernels per step" for method, metric in rows), bench
+
+
+def test_gpu_check_refuses_a_machine_without_gpu(monkeypatch):
+    from bench import gpu_check
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="no usable GPU.*--dry-run"):
+        gpu_check.main([])
+
+
+def test_results_hold_gpu_rows_only_from_a_gpu(tmp_path):
+    """results/gpu_check.json is a GPU run's, or every row says it waits for one: never a CPU estimate."""
+    from bench import gpu_check
+    summary = json.loads((REPO / "results" / "gpu_check.json").read_text())
+    assert summary["kind"] == "full"
+    if summary["hardware"].startswith(("CPU", "none")):
+        assert {row["ours"] for row in summary["rows"]} == {gpu_check.NOT_RUN}
+        gpu_check.main(["--pending", "--out", str(tmp_path / "pending.json")])
+        assert json.loads((tmp_path / "pending.json").read_text())["rows"] == summary["rows"]
