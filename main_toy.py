@@ -176,8 +176,8 @@ def main(argv=None):
             if discriminator:
                 models["discriminator"] = discriminator.state_dict()
                 optimizers["discriminator"] = discriminator_optimizer.state_dict()
-            run.save_checkpoint({"step": done, "models": models, "optimizers": optimizers, "rng": capture_rng_state(device),
-                                 "elapsed_s": time.time() - start_time})
+            run.save_checkpoint({"step": done, "models": models, "optimizers": optimizers,
+                                 "rng": capture_rng_state(device), "elapsed_s": time.time() - start_time})
             if done % args.plot_every == 0 or done == args.niters:  # after the checkpoint: a plot never costs a run
                 plot(run, done, encoder, decoder, args, device)
             bar.set_postfix({phase: f"{loss.item():.3f}", **{k: f"{v:.3g}" for k, v in metrics.items()}},

@@ -5,8 +5,9 @@
 
 An epoch is 50000 / 128 = 391 steps (forward through the frozen baseline, -ELBO, backward, Adam); the median step is
 timed after a warm-up and scaled to an epoch, with its kernels, host syncs and peak memory (bench/counting.py), images
-per second and the hours of the longest protocol run (101 epochs, the early-stopping cap, plus the evaluation). The evaluation (Monte Carlo and importance sampling with S = 100, plus
-the 10-particle -ELBO) is timed on --eval_images test images and scaled to the 10000-image test set. The anchor is
+per second and the hours of the longest protocol run (101 epochs, the early-stopping cap, plus the evaluation). The
+evaluation (Monte Carlo and importance sampling with S = 100, plus the 10-particle -ELBO) is timed on --eval_images
+test images and scaled to the 10000-image test set. The anchor is
 Pyro's examples/cvae epoch on the same machine (Trace_ELBO, 1 particle, DataLoader with per-item transforms),
 measured with `pip install pyro-ppl` in a throwaway venv; see results/cvae_notes.md.
 """

@@ -1,7 +1,7 @@
 """Time one training step of main_image.py (forward, backward, Adamax) at the MNIST configuration.
 
-    python bench/bench_image.py [--device cpu|cuda] [--threads 2] [--batch_size 100] [--repeats 5]
-                                [--official_code PATH] [--breakdown] [--summary results/image_speed.json]
+    python bench/bench_image.py [--device auto|cpu|cuda|cuda:N] [--precision fp32|tf32] [--threads 2]
+                                [--batch_size 100] [--repeats 5] [--official_code PATH] [--breakdown] [--summary results/image_speed.json]
 
 The CyGen step (d_z = 64, 4 flows x 8 reflections, jacnorm_x, M = 1) is reported beside the ELBO warm-up step of the
 same networks measured in the same run, as ms per image and images/s, with the kernels, host syncs and peak memory of

@@ -92,7 +92,8 @@ def main(argv=None):
     profiles = {name: profile_step(step, device, [optimizer, lambda_optimizer]) for name, step in steps.items()}
     for name, s in seconds.items():
         print(f"{name:48s} {s * 1e3:8.2f} ms/step  {args.batch_size / s:7.0f} images/s  "
-              f"{s / seconds[BASELINE]:5.2f}x the VAE step  paper's {PAPER_STEPS} steps ~ {PAPER_STEPS * s / 3600:.1f} h")
+              f"{s / seconds[BASELINE]:5.2f}x the VAE step  paper's {PAPER_STEPS} steps ~ "
+              f"{PAPER_STEPS * s / 3600:.1f} h")
         print(f"{'':48s} {profile_line(profiles[name])}")
     if args.summary:
         write_speed_summary(args, device, seconds, profiles)

@@ -1,7 +1,7 @@
 """Time one training step of main_toy.py (forward, backward, Adam) at the paper's configuration.
 
-    python bench/bench_toy.py [--device cpu|cuda] [--threads 1] [--batch_size 1000] [--repeats 20]
-                              [--compile_flow] [--summary results/toy_speed.json]
+    python bench/bench_toy.py [--device auto|cpu|cuda|cuda:N] [--precision fp32|tf32] [--threads 1]
+                              [--batch_size 1000] [--repeats 20] [--compile_flow] [--summary results/toy_speed.json]
 
 CyGen's step (harmonic-mean fit with M=16 + compatibility term, F=32 flows) is reported beside the ELBO step of
 the same networks measured in the same run, so the ratio survives a noisy, shared machine; each eager step also with

@@ -3,6 +3,7 @@ fp32 within stated tolerances), and the throughput knobs (chunked sample files, 
 import argparse
 import json
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -308,3 +309,18 @@ def test_results_hold_gpu_rows_only_from_a_gpu(tmp_path):
         assert {row["ours"] for row in summary["rows"]} == {gpu_check.NOT_RUN}
         gpu_check.main(["--pending", "--out", str(tmp_path / "pending.json")])
         assert json.loads((tmp_path / "pending.json").read_text())["rows"] == summary["rows"]
+
+
+def test_carried_wheels_are_unpacked_only_for_missing_packages(tmp_path):
+    import zipfile
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for name, package in (("present-1.0-py3-none-any.whl", "json"), ("absent-1.0-py3-none-any.whl", "absent_pkg_x")):
+        with zipfile.ZipFile(wheels / name, "w") as wheel:
+            wheel.writestr(f"{package}/__init__.py", "CARRIED = True\n")
+            wheel.writestr(f"{package}-1.0.dist-info/METADATA", "Name: x\n")
+    result = subprocess.run([sys.executable, "bench/carried_wheels.py", str(wheels), str(tmp_path / "site")], cwd=REPO,
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == str(tmp_path / "site")
+    assert (tmp_path / "site" / "absent_pkg_x" / "__init__.py").exists()
+    assert not (tmp_path / "site" / "json").exists(), "a package the machine has must not be shadowed"
