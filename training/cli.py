@@ -70,8 +70,8 @@ def check_choices(parser, args, choices):
 
 def resolve_device(name):
     """The torch.device of a --device value: 'auto' -> cuda when available, else cpu; cuda or cuda:N without that
-    GPU exits with the reason. A CUDA device becomes the current one, so that calls naming no device
-    (torch.cuda.synchronize, the default CUDA generator) use it too."""
+    GPU exits with the reason. cuda:N becomes the current device, so that calls naming no device
+    (torch.cuda.synchronize(), the default CUDA generator) use it too; plain cuda is the current one already."""
     if not DEVICE_NAMES.fullmatch(str(name)):
         raise SystemExit(f"error: --device {name!r} is not a device; use auto, cpu, cuda or cuda:N (N a GPU index).")
     device = device_named(name)
@@ -85,7 +85,8 @@ def resolve_device(name):
     if device.index is not None and device.index >= count:
         raise SystemExit(f"error: --device {name} was requested but this machine has {count} GPU(s), "
                          f"cuda:0 to cuda:{count - 1}; pick one of those, or --device cuda.")
-    torch.cuda.set_device(device)
+    if device.index is not None:  # set_device refuses a device without an index
+        torch.cuda.set_device(device)
     return device
 
 
