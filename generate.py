@@ -13,10 +13,10 @@ import argparse
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 
+from evaluation.figures import rows_of, save_labelled_grid
 from evaluation.samples import quantize, save_sample_tensor
-from evaluation.symvae import limiting_chain, load_trained_model, separate_rng_stream
+from evaluation.symvae import METHOD_NAMES, limiting_chain, load_trained_model, separate_rng_stream
 from training import add_device_arg, add_precision_arg, apply_precision, resolve_device, run_main
 
 
@@ -63,13 +63,15 @@ def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
     apply_precision(args.precision, device, cudnn_benchmark=True)
-    model, _, step = load_trained_model(args.run_dir, device)
+    model, flags, step = load_trained_model(args.run_dir, device)
     samples_dir = Path(args.run_dir) / "samples"
     samples_dir.mkdir(exist_ok=True)
     with separate_rng_stream(device, args.seed):
-        for mode in ("random", "limiting"):
+        for mode, label in (("random", "random code"), ("limiting", f"chain, {args.chain_steps} steps")):
             path = samples_dir / f"generated_{mode}_step{step:07d}.png"
-            save_image(samples(model, args.n_grid, mode, args.chain_steps), path, nrow=10)
+            save_labelled_grid(path, rows_of(label, samples(model, args.n_grid, mode, args.chain_steps), 10),
+                               f"{METHOD_NAMES[flags['method']]}, {flags['dataset']} {flags['encoder']}, {step} "
+                               f"iterations: {label} samples (decoder mode)")
             print(f"wrote {path}")
         if args.save_samples:
             out = args.out or Path(args.run_dir) / f"samples_{args.mode}_{args.save_samples}.pt"

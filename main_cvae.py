@@ -202,7 +202,10 @@ def main(argv=None):
     write_json_atomic(run.path / "test_cll.json", results)
     if args.n_figure_digits:
         completion_figure(run.samples_dir / "completions.png", task, data.test_x[:args.n_figure_digits], baseline,
-                          cvae, seed=args.seed)
+                          cvae, seed=args.seed,
+                          title=f"{'CVAE vs NN' if cvae else 'NN'}, MNIST, {args.quadrants} input quadrant(s) "
+                                f"({len(data.train_x)} training images, best epoch {best_epoch} of at most "
+                                f"{args.epochs}): test completions" + (", CVAE z ~ p(z|x)" if cvae else ""))
     print(f"test negative CLL (nats/image), {args.quadrants} quadrant(s), best epoch {best_epoch}: "
           + ", ".join(f"{name} {value:.2f}" for name, value in clls.items()))
 

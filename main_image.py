@@ -17,10 +17,10 @@ import csv
 import time
 from pathlib import Path
 import torch
-from torchvision.utils import save_image
 
 from data.images import BatchIterator, load_image_dataset, to_float
 from evaluation.downstream import downstream_accuracy
+from evaluation.figures import rows_of, save_labelled_grid
 from evaluation.samples import save_sample_tensor
 from models.image import image_decoder, image_encoder
 from objectives.cygen import COMPATIBILITY_VARIANTS, compatibility_terms, cygen_loss
@@ -170,20 +170,39 @@ def split_count(n, size):
     return [min(size, n - start) for start in range(0, n, size)]
 
 
+def grid_title(tag, what, args):
+    """Method, dataset and scale of a run's sample grid."""
+    method = {"elbo": "VAE", "dae": "DAE", "cygen": "CyGen(PT)" if args.warm_up else "CyGen"}[args.method]
+    return (f"{method}, {args.dataset}, {'after the warm-up' if tag == 'warmup' else 'final'} ({args.warm_up} "
+            f"warm-up + {args.epochs} epochs, {args.n_train or 'all'} training images, batch {args.batch_size}): "
+            f"{what}")
+
+
 def save_grids(run, tag, encoder, decoder, splits, args, device):
-    """Reconstructions, prior samples (meaningful for the VAE), SGLD samples and Gibbs-chain states."""
+    """Labelled grids of reconstructions, prior samples (meaningful for the VAE), SGLD samples and Gibbs-chain
+    states, sqrt(gen_batch_size) images a row."""
     n = args.gen_batch_size
+    per_row = int(n ** 0.5)
     x = to_float(splits.test_x[:n])
     encoder.eval()
     with torch.no_grad():
-        grids = {"recon": torch.cat([x[:n // 2], decoder.mean_net(encoder.sample(x[:n // 2]))]),
-                 "prior": prior_decoded(decoder, n, args.z_dim, device)}
+        data = x[:n // 2]
+        reconstructed = decoder.mean_net(encoder.sample(data))
+        grids = {"recon": ([row for start in range(0, len(data), per_row)
+                            for row in (("data", data[start:start + per_row]),
+                                        ("reconstruction", reconstructed[start:start + per_row]))],
+                           "test images and their reconstructions (decoder mean at z ~ q(z|x))"),
+                 "prior": (rows_of("prior sample", prior_decoded(decoder, n, args.z_dim, device), per_row),
+                           "decoder means at z ~ N(0, I)")}
         _, z = gibbs_chain(encoder, decoder, args.gibbs_steps, x0=x)
-        grids["gibbs"] = decoder.mean_net(z)
-    grids["langevin"] = langevin_samples(encoder, decoder, n, args, device)
+        grids["gibbs"] = (rows_of(f"Gibbs, {args.gibbs_steps} steps", decoder.mean_net(z), per_row),
+                          f"Gibbs chain x -> z -> x from test images, {args.gibbs_steps} steps")
+    grids["langevin"] = (rows_of(f"x-SGLD, {args.gen_niter} steps", langevin_samples(encoder, decoder, n, args,
+                                                                                      device), per_row),
+                         f"x-space SGLD on the joint, {args.gen_niter} steps from {args.gen_init} samples")
     encoder.train()
-    for name, images in grids.items():
-        save_image(images.clamp(0, 1), run.samples_dir / f"{tag}_{name}.png", nrow=int(n ** 0.5))
+    for name, (rows, what) in grids.items():
+        save_labelled_grid(run.samples_dir / f"{tag}_{name}.png", rows, grid_title(tag, what, args))
 
 
 def warm_start_state(run, args):

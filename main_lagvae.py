@@ -194,7 +194,9 @@ def main(argv=None):
                                  "elapsed_s": time.time() - start_time})
             if done == n_steps:
                 reconstruction_figure(run.samples_dir / f"step{done:08d}.png", encoder, decoder, heldout["test"],
-                                      seed=args.seed)
+                                      seed=args.seed, title=f"{'LagVAE' if args.method == 'lagvae' else 'InfoVAE'} "
+                                      f"mi={args.mi:+g} e1={args.e1:g} e2={args.e2:g}, binarised MNIST, {done} steps "
+                                      f"(widths {args.width}, batch {args.batch_size})")
             bar.set_postfix({"-elbo": f"{means['nll'] + means['kl']:.2f}", "kl": f"{means['kl']:.2f}",
                              "mmd": f"{means['mmd']:.2f}", "l1": f"{l1:.3g}", "l2": f"{l2:.3g}",
                              "test_-elbo": f"{metrics['test_elbo']:.2f}"}, refresh=False)

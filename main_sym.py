@@ -15,10 +15,10 @@ import contextlib
 import time
 
 import torch
-from torchvision.utils import save_image
 
 from data.images import load_image_dataset
-from evaluation.symvae import (MODEL_FLAGS, mean_squared_weight, mutual_information, progress_grid,
+from evaluation.figures import save_labelled_grid
+from evaluation.symvae import (METHOD_NAMES, MODEL_FLAGS, mean_squared_weight, mutual_information, progress_grid,
                                separate_rng_stream)
 from models.binary_hvae import ARCHITECTURES, ENCODER_ORDERS, LIKELIHOODS, build_model
 from objectives.symvae import clean_images, decoder_step_loss, encoder_step_loss, training_noise
@@ -146,8 +146,10 @@ def train(method, make_update, description, argv=None):
                                  "elapsed_s": time.time() - start_time})
         if done % args.image_every == 0 or done == args.niters:  # after the checkpoint: a plot never costs a run
             with separate_rng_stream(device, args.seed + done):
-                grid = progress_grid(model, clean_images(train_x[:10], args.dataset), args.display_chain_steps)
-            save_image(grid, run.samples_dir / f"step{done:07d}.png", nrow=10)
+                rows = progress_grid(model, clean_images(train_x[:10], args.dataset), args.display_chain_steps)
+            save_labelled_grid(run.samples_dir / f"step{done:07d}.png", rows,
+                               f"{METHOD_NAMES[method]}, {args.dataset} {args.encoder}, {done} of {args.niters} iterations (batch "
+                               f"{args.batch_size}, lr {args.lr}, {args.arch} nets, {args.nz0}/{args.nz1} bits)")
         bar.set_postfix({name: f"{value.item():.4f}" for name, value in averages.items()}, refresh=False)
 
 

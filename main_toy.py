@@ -116,10 +116,18 @@ def evaluate(run, step, encoder, decoder, args, device, train_loss, start_time):
     return metrics
 
 
+def method_label(args):
+    """The method as the paper's toy figure names it."""
+    if args.method != "cygen":
+        return {"elbo": "VAE (ELBO)", "dae": "DAE", "bigan": "BiGAN", "gibbsnet": "GibbsNet"}[args.method]
+    return "CyGen" if not args.pretr_niter else "CyGen(PT)" if args.w_cm else "CyGen(PT), w_cm=0"
+
+
 def plot(run, step, encoder, decoder, args, device):
     with separate_rng_stream(device, args.seed + step):
         x_plot, labels = sample_toy(args.data, args.gen_batch_size, device)
         toy_figure(run.samples_dir / f"step{step:06d}.png", encoder, decoder, x_plot, labels,
+                   title=f"{method_label(args)}, {args.data}, step {step} of {args.niters} (batch {args.batch_size})",
                    uses_prior=args.method in PRIOR_BASED, z_dim=args.z_dim, n_mc=args.n_mc_px,
                    gen_steps=args.gen_niter, gen_step_size=args.gen_stepsize, gen_init=args.gen_init,
                    n_gibbs_prior=args.n_gibbs if args.method == "gibbsnet" else 0)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# README command (1): install what is needed, then the quick CPU-scale reproduction of every method, then RESULTS.md.
+# README command (1): install what is needed, then the quick CPU-scale reproduction of every method; each part ends
+# by merging its summary into results/ and re-rendering RESULTS.md.
 #   bash reproduce_quick.sh              all, in this order: toy image cvae lagvae sym fid (several hours on 2 cores)
 #   bash reproduce_quick.sh toy cvae     a subset (toy: ~15 min; cvae, lagvae, sym, image: ~30-60 min each)
 # Each experiment's runs land in runs/<experiment>_quick/ with --resume, so a second call only finishes what is left.
@@ -19,4 +20,3 @@ for experiment in "${experiments[@]}"; do
         *) echo "reproduce_quick.sh: unknown experiment '$experiment' (toy image cvae lagvae sym fid)" >&2; exit 2 ;;
     esac
 done
-python3 -m evaluation.render_results

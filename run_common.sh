@@ -30,6 +30,14 @@ device_flag() {  # device_flag <args...>: the value of the last --device X or --
     echo "$device"
 }
 
+# The last step of every run script, one call: the table's summary merged into results/ (a subset of the runs keeps
+# the other runs' rows), then RESULTS.md re-rendered (python -m evaluation.summarize); no summary when a run failed.
+summarize_and_render() {  # summarize_and_render <family: toy image cvae lagvae sym>
+    [ "$failed" = 0 ] || { echo "[$1] a run failed: no summary made" >&2; exit 1; }
+    OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.summarize "$1" "$root" --kind "$mode" --command "$invocation" \
+        --device "$(device_flag ${common[@]+"${common[@]}"} ${extra[@]+"${extra[@]}"})"
+}
+
 # A bounded job queue: start each run in the background after `wait_for_slot N` (at most N at a time), then
 # `wait_for_all`; a failed run sets failed=1 and the others go on.
 failed=0

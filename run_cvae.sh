@@ -35,7 +35,4 @@ for q in 1 2 3; do
     setting "$q" &
 done
 wait_for_all
-[ "$failed" = 0 ] || exit 1
-device=$(device_flag ${extra[@]+"${extra[@]}"})
-OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.summarize_cvae "$root" --kind "$mode" --figures results/figures/cvae \
-    --summary "results/cvae_$mode.json" --command "$invocation" --device "$device"
+summarize_and_render cvae

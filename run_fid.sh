@@ -6,7 +6,7 @@
 #   bash run_fid.sh           full scale (after the full runs): 10,000 samples per method; meant for a GPU
 #   bash run_fid.sh --quick image sym   only some parts (reference, image, sym; default all three)
 # A method whose runs are missing is skipped with a message. Reference statistics are cached, never recomputed, and
-# the reference summary is only made when it does not exist yet.
+# the reference summary is only made when it does not exist yet. RESULTS.md is re-rendered at the end.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -53,3 +53,4 @@ elif [ -f "$sym/mnist-ladder-sym/checkpoint.pt" ] && [ -f "$sym/mnist-ladder-elb
 else
     echo "run_fid.sh: no mnist-ladder runs in $sym (bash run_sym.sh${suffix:+ --quick} first); skipped" >&2
 fi
+"$PYTHON" -m evaluation.render_results  # each part wrote its own summary: no merge, only the rendering

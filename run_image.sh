@@ -8,7 +8,7 @@
 #                                onto the prior) + 1 epoch, the compatibility term on 10 of every 50 images, DAE 7
 #                                epochs at lr 3e-4, 5 downstream trials of 50 classifier epochs; two runs at a time.
 # Extra arguments after the mode go to every run (e.g. --device cuda). Runs land in runs/image[_quick]/<data>-<name>
-# with --resume; the summary goes to results/image_<mode>.json (python -m evaluation.summarize_image).
+# with --resume; the summary goes to results/image_<mode>.json (python -m evaluation.summarize image).
 # Samples for FID: --save_samples of the CyGen(PT) and VAE runs (500 quick, 10,000 full).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -59,5 +59,4 @@ for data in "${datasets[@]}"; do
     launch "$data" cygen_pt --method cygen "${cygen[@]}" "${cygen_data[@]}" --save_samples "$samples"
 done
 wait_for_all
-"$PYTHON" -m evaluation.summarize_image "$root" --kind "$mode" --command "$invocation"
-exit $failed
+summarize_and_render image

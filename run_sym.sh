@@ -7,8 +7,8 @@
 #                                mnist-ladder only (the key claim), two runs at a time with one thread each
 #   bash run_sym.sh --quick --all   the six settings at CPU scale
 # Extra arguments after the mode go to every training run. Runs land in runs/symvae[_quick]/<setting>-<method> and
-# use --resume: a finished run is a no-op, an interrupted one continues. The limiting-chain Fréchet study is written
-# to results/symvae[_quick].json.
+# use --resume: a finished run is a no-op, an interrupted one continues. The limiting-chain Fréchet study of every run
+# under the root goes to results/symvae_<mode>.json; the quick default (mnist-ladder) keeps the rows of an earlier --all.
 set -euo pipefail
 cd "$(dirname "$0")"
 source run_common.sh
@@ -33,17 +33,12 @@ run() {  # run <script> <dir> <flags...>
     run_in_folder run_sym "$@"
 }
 
-run_dirs=()
 for setting in "${settings[@]}"; do
     dataset=${setting%-*} encoder=${setting#*-}
     for method in sym elbo; do
         wait_for_slot "$parallel"
         run "main_$method.py" "$root/$setting-$method" --dataset "$dataset" --encoder "$encoder" &
-        run_dirs+=("$root/$setting-$method")
     done
 done
 wait_for_all
-[ "$failed" = 0 ] || exit 1
-summary=results/symvae.json; [ "$mode" = quick ] && summary=results/symvae_quick.json
-OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.symvae --runs "${run_dirs[@]}" --out "$summary" --kind "$mode" \
-    --device "$(device_flag ${common[@]+"${common[@]}"} ${extra[@]+"${extra[@]}"})"
+summarize_and_render sym

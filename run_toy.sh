@@ -7,7 +7,7 @@
 # Extra arguments after the mode go to every run (e.g. --device cuda; on CPU --compile_flow true). Runs land in
 # runs/toy[_quick]/<data>-<name>; runs use --resume: a finished run is a no-op, an interrupted one continues.
 # TOY_RUNS="cygen_pt no_compat" runs only those names; TOY_JOBS=N runs N at a time (default 1, quick 2).
-# The table: python -m evaluation.summarize_toy <root>.
+# The table: results/toy_<mode>.json (python -m evaluation.summarize toy); a subset keeps the other runs' rows.
 set -euo pipefail
 cd "$(dirname "$0")"
 source run_common.sh
@@ -60,6 +60,4 @@ for job in "${jobs_list[@]}"; do
     run $job &
 done
 wait_for_all
-"$PYTHON" -m evaluation.summarize_toy "$root" --copy_figures --command "$invocation" &&
-    "$PYTHON" -m evaluation.render_results
-exit $failed
+summarize_and_render toy

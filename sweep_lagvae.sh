@@ -36,7 +36,6 @@ else
 fi
 e2=5
 parallel=${LAGVAE_PARALLEL:-1}
-device=$(device_flag ${extra[@]+"${extra[@]}"})  # the runs' device (auto, cpu, cuda, cuda:N), for the summary
 
 run() {  # run <name> <flags...>
     local name=$1; shift
@@ -73,7 +72,4 @@ for job in "${jobs_list[@]}"; do
     run $job &
 done
 wait_for_all
-OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.lagvae summarize "$root" --figure "results/figures/lagvae/pareto_$mode.png" \
-    --summary "results/lagvae_$mode.json" --kind "$mode" --device "$device" \
-    --command_line "$invocation"
-exit $failed
+summarize_and_render lagvae

@@ -2,8 +2,8 @@
 from functools import partial
 
 import torch
-from torchvision.utils import save_image
 
+from evaluation.figures import save_labelled_grid
 from objectives.cvae import (baseline_negative_cll, conditionals, log_likelihood, negative_cll_importance,
                              negative_cll_monte_carlo, negative_elbo_particles)
 
@@ -30,19 +30,17 @@ def negative_clls(task, images, baseline, cvae=None, n_samples=100, batch_size=1
 
 
 @torch.no_grad()
-def completion_figure(path, task, images, baseline, cvae=None, n_cvae_samples=5, seed=0):
-    """One column per test digit; rows: the true image, the input (missing pixels grey), the NN's completion and
-    n_cvae_samples CVAE completions with z ~ p(z|x) (each the mean of p(y|x,z), as in the tutorial)."""
+def completion_figure(path, task, images, baseline, cvae=None, n_cvae_samples=5, seed=0, title="CVAE vs NN"):
+    """One column per test digit; labelled rows: the true image, the input (missing pixels grey), the NN's
+    completion and n_cvae_samples CVAE completions with z ~ p(z|x) (each the mean of p(y|x,z), as in the tutorial);
+    title names the method, the quadrant setting and the scale."""
     x, y = task.split(images)
     grey = torch.full_like(y, 0.5)
-    rows = [task.complete(x, y), task.complete(x, grey),
-            task.complete(x, torch.sigmoid(task.output_logits(baseline(x))))]
+    rows = [("truth", task.complete(x, y)), ("input (grey: missing)", task.complete(x, grey)),
+            ("NN", task.complete(x, torch.sigmoid(task.output_logits(baseline(x)))))]
     if cvae is not None:
         generator = torch.Generator(device=images.device).manual_seed(seed)
         z = conditionals(cvae, baseline, task, x, y).prior.rsample(n_cvae_samples, generator)
         samples = torch.sigmoid(task.output_logits(cvae.generation_logits(x, z)))
-        rows += [task.complete(x, sample) for sample in samples]
-    grid = torch.stack(rows).view(-1, 1, 28, 28)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, path, nrow=len(images), pad_value=1.0)
-    return path
+        rows += [(f"CVAE sample {index + 1}", task.complete(x, sample)) for index, sample in enumerate(samples)]
+    return save_labelled_grid(path, [(label, row.view(-1, 1, 28, 28)) for label, row in rows], title)

@@ -2,7 +2,7 @@
 and its summary.
 
     python -m evaluation.lagvae elbo RUN_DIR            # the run's last training -ELBO (centre of the e1 grid)
-    python -m evaluation.lagvae summarize ROOT --figure PNG --summary JSON --kind quick --command_line CMD
+    python -m evaluation.summarize lagvae ROOT --kind quick --command CMD   # the sweep's summary (summarize())
 """
 import argparse
 import csv
@@ -18,8 +18,7 @@ from models.lagvae import (X_DIM, BernoulliMLPDecoder, GaussianMLPEncoder, binar
                            diagonal_gaussian_log_prob)
 from objectives.lagvae import consistency_terms
 from objectives.vae import importance_weighted_log_px
-from training import (ConfigError, add_device_arg, load_checkpoint, resolve_device, separate_rng_stream,
-                      write_json_atomic)
+from training import ConfigError, load_checkpoint, resolve_device, separate_rng_stream, write_json_atomic
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -113,14 +112,15 @@ def iwae_nll(encoder, decoder, x, k, batch_size, seed):
 
 
 @torch.no_grad()
-def reconstruction_figure(path, encoder, decoder, x, seed, n=16):
-    """Rows: binary test images, the Bernoulli means at their posterior means, decoded samples of the prior."""
-    from torchvision.utils import save_image  # here: the entry script has imported the torchvision shim
+def reconstruction_figure(path, encoder, decoder, x, seed, title, n=16):
+    """Labelled rows: binary test images, the Bernoulli means at their posterior means, decoded prior samples."""
+    from evaluation.figures import save_labelled_grid  # here: the entry script has imported the torchvision shim
     mean, _ = encoder.posterior(x[:n])
     with separate_rng_stream(x.device, seed):
         prior = torch.randn(n, mean.shape[1], device=x.device)
-    rows = [x[:n].flatten(1), torch.sigmoid(decoder.logits(mean)), torch.sigmoid(decoder.logits(prior))]
-    save_image(torch.cat(rows).view(-1, 1, 28, 28), path, nrow=n, pad_value=1.0)
+    rows = [("data (binary)", x[:n]), ("reconstruction", torch.sigmoid(decoder.logits(mean))),
+            ("prior sample", torch.sigmoid(decoder.logits(prior)))]
+    save_labelled_grid(path, [(label, images.view(-1, 1, 28, 28)) for label, images in rows], title)
 
 
 # ---- the sweep --------------------------------------------------------------------------------------------------
@@ -276,10 +276,10 @@ def plot_fixed_weight_points(axis, points, split):
                       textcoords="offset points")
 
 
-def pareto_figure(path, points):
+def pareto_figure(path, points, title):
     """Mutual information against consistency (-ELBO): the KL bound on the training batches (the paper's plot), and
     the bracket [InfoNCE, min(L1Out, KL)] on all training and all test images (bands for the LagVAE branches,
-    vertical bars for the fixed-weight points)."""
+    vertical bars for the fixed-weight points); title names the method, data and scale."""
     figure, axes = plt.subplots(1, len(SPLITS), figsize=(5.6 * len(SPLITS), 4.6))
     for axis, split in zip(axes, SPLITS):
         plot_branches(axis, points, split)
@@ -300,6 +300,7 @@ def pareto_figure(path, points):
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     axes[-1].legend(fontsize=7)
+    figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)
@@ -380,33 +381,17 @@ def markdown_table(points):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    elbo = commands.add_parser("elbo", help="print the run's last training -ELBO")
-    elbo.add_argument("run_dir", type=Path)
-    summarize = commands.add_parser("summarize", help="evaluate each run's final checkpoint on all its training "
-                                    "images and the whole test set; table, Pareto figure and results JSON")
-    summarize.add_argument("root", type=Path)
-    summarize.add_argument("--figure", type=Path, required=True)
-    summarize.add_argument("--summary", type=Path, required=True)
-    summarize.add_argument("--kind", choices=("quick", "full"), required=True)
-    summarize.add_argument("--command_line", required=True, help="the command that produced the sweep")
-    add_device_arg(summarize, default="cpu")  # the device the runs trained on and are evaluated on
-    summarize.add_argument("--n_z_samples", type=int, default=2, help="draws of z per image for the I_q bounds")
-    args = parser.parse_args(argv)
-    if args.command == "elbo":
-        point = read_run(args.run_dir)
-        if point is None:
-            raise SystemExit(f"error: {args.run_dir} has no metrics yet")
-        print(f"{point['elbo']:.2f}")
-        return
-    from evaluation.summary import hardware_description, write_summary
-    run_dirs = sorted(p for p in args.root.iterdir() if (p / "metrics.csv").exists())
+def summarize(root, *, kind, device, results, n_z_samples=2):
+    """The sweep's rows (evaluation.summarize's contract): each run's final checkpoint evaluated on all its training
+    images and the whole test set (n_z_samples draws of z per image for the I_q bounds), the table printed and the
+    Pareto figure drawn to results/figures/lagvae/pareto_<kind>.png."""
+    from evaluation.summary import FamilySummary, hardware_description
+    root = Path(root)
+    run_dirs = sorted(p for p in root.iterdir() if (p / "metrics.csv").exists())
     points = [point for point in map(read_run, run_dirs) if point is not None]
     if not points:
-        raise SystemExit(f"error: no finished runs under {args.root}")
-    device = resolve_device(args.device)
+        raise ValueError(f"no finished runs under {root}; run bash sweep_lagvae.sh first")
+    device = resolve_device(device)
     loaded = {}
 
     def images(data_root, n_train):  # MNIST loaded once for all runs
@@ -417,18 +402,30 @@ def main(argv=None):
 
     for point in points:
         print(f"evaluating {point['name']}", flush=True)
-        point.update(evaluate_checkpoint(args.root / point["name"], images, device, args.n_z_samples))
-    pareto_figure(args.figure, points)
-    table = markdown_table(points)
-    print(table)
-    write_summary(args.summary, experiment="InfoVAE / LagVAE Pareto sweep on binarised MNIST (Zhao et al. 2018)",
-                  rows=summary_rows(points), command=args.command_line, kind=args.kind,
-                  hardware=hardware_description(device),
-                  notes=f"Figure {args.figure.as_posix()}; each run's command is in {args.root}/<run>/config.json. "
-                        f"Columns on training batches are the last metrics.csv row of each run; those on all "
-                        f"training / test images are the final checkpoint re-evaluated ({args.n_z_samples} z per "
-                        f"image, cached in <run>/final_evaluation.json); the test IWAE NLL is from the run's own "
-                        f"final row (its --n_eval test images).")
+        point.update(evaluate_checkpoint(root / point["name"], images, device, n_z_samples))
+    figure = Path(results) / "figures" / "lagvae" / f"pareto_{kind}.png"
+    pareto_figure(figure, points, title=f"InfoVAE / LagVAE, binarised MNIST, {scale_description(points)} ({kind})")
+    print(markdown_table(points))
+    return FamilySummary(
+        name=f"lagvae_{kind}", experiment="InfoVAE / LagVAE Pareto sweep on binarised MNIST (Zhao et al. 2018)",
+        rows=summary_rows(points), hardware=hardware_description(device),
+        notes=f"Figure {figure.as_posix()}; each run's command is in {root.as_posix()}/<run>/config.json. "
+              f"Columns on training batches are the last metrics.csv row of each run; those on all "
+              f"training / test images are the final checkpoint re-evaluated ({n_z_samples} z per "
+              f"image, cached in <run>/final_evaluation.json); the test IWAE NLL is from the run's own "
+              f"final row (its --n_eval test images).")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    elbo = commands.add_parser("elbo", help="print the run's last training -ELBO")
+    elbo.add_argument("run_dir", type=Path)
+    args = parser.parse_args(argv)
+    point = read_run(args.run_dir)
+    if point is None:
+        raise SystemExit(f"error: {args.run_dir} has no metrics yet")
+    print(f"{point['elbo']:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,16 @@
 """The CLL table of the quadrant experiments from finished run folders (never typed numbers).
 
-    python -m evaluation.summarize_cvae RUNS_ROOT [--kind quick|full] [--figures DIR] [--summary results/cvae_X.json]
+    python -m evaluation.summarize cvae RUNS_ROOT --kind quick|full --command "bash run_cvae.sh --quick"
 
 RUNS_ROOT holds q{1,2,3}-nn and q{1,2,3}-cvae, as run_cvae.sh lays them out; each has a test_cll.json.
 """
-import argparse
 import json
-import shlex
 import shutil
-import sys
 from pathlib import Path
 
-from evaluation.summary import hardware_description, write_summary
+from evaluation.summary import FamilySummary, hardware_description
 from objectives.cvae import QUADRANT_SETTINGS
-from training import add_device_arg, resolve_device
+from training import resolve_device
 
 # shared/specs/cvae.md. Pyro's tutorial reported its 10-particle -ELBO under the label "Monte Carlo", so its numbers
 # sit beside our -ELBO row; the paper's Table 1 (test column, recalled) beside our Monte Carlo and IS rows.
@@ -36,7 +33,7 @@ def read_results(root):
         nn_file, cvae_file = root / f"q{quadrants}-nn" / "test_cll.json", root / f"q{quadrants}-cvae" / "test_cll.json"
         missing = [str(path) for path in (nn_file, cvae_file) if not path.exists()]
         if missing:
-            raise SystemExit(f"error: missing {', '.join(missing)}; run bash run_cvae.sh first")
+            raise ValueError(f"missing {', '.join(missing)}; run bash run_cvae.sh first")
         nn, cvae = json.loads(nn_file.read_text()), json.loads(cvae_file.read_text())
         values = {"nn": nn["negative_cll"]["nn"], **{k: v for k, v in cvae["negative_cll"].items() if k != "nn"}}
         values["gap_elbo10"] = values["nn"] - values["cvae_elbo10"]
@@ -45,53 +42,28 @@ def read_results(root):
     return results
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", type=Path)
-    parser.add_argument("--kind", choices=("quick", "full"), default="full")
-    parser.add_argument("--figures", type=Path, help="copy each CVAE run's completion figure here")
-    parser.add_argument("--summary", type=Path, help="write the rows with evaluation.summary.write_summary here")
-    parser.add_argument("--command", default="", help="the command that produced the runs, for the summary")
-    add_device_arg(parser, default="cpu")  # the device the runs used, for the summary's hardware
-    args = parser.parse_args()
-    results = read_results(args.root)
-
-    print("negative CLL, nats per image summed over the output pixels (lower is better); "
-          "cells: ours (Pyro tutorial / paper test)")
-    print("| method | " + " | ".join(f"{q} quadrant{'s' * (q > 1)}" for q in QUADRANT_SETTINGS) + " |")
-    print("|---" * (len(QUADRANT_SETTINGS) + 1) + "|")
-    rows = []
-    for name, label in LABELS.items():
-        cells = []
-        for index, quadrants in enumerate(QUADRANT_SETTINGS):
-            ours = results[quadrants]["values"][name]
-            cells.append(f"{ours:.1f} ({reference(name, index)})")
-            rows.append({"method": label, "dataset": f"MNIST, {quadrants} input quadrant(s)",
-                         "metric": "negative CLL (nats/image)", "ours": round(ours, 2),
-                         "paper": reference(name, index) + " (tutorial / paper)", "scale": args.kind})
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    epochs = [f"{results[q]['nn']['best_epoch']} / {results[q]['cvae']['best_epoch']}" for q in QUADRANT_SETTINGS]
-    print("| best epoch NN / CVAE | " + " | ".join(epochs) + " |")
-    first = results[QUADRANT_SETTINGS[0]]["cvae"]
-    print(f"\ntrain images {first['n_train']}, test images {first['n_test']}, S = {first['n_samples']}")
-
-    if args.figures:
-        args.figures.mkdir(parents=True, exist_ok=True)
-        for quadrants in QUADRANT_SETTINGS:
-            figure = args.root / f"q{quadrants}-cvae" / "samples" / "completions.png"
-            if figure.exists():
-                shutil.copyfile(figure, args.figures / f"{args.kind}_q{quadrants}.png")
-    if args.summary:
-        shrinking = {name: all(results[a]["values"][name] > results[b]["values"][name]
-                               for a, b in zip(QUADRANT_SETTINGS, QUADRANT_SETTINGS[1:]))
-                     for name in ("gap_elbo10", "gap_mc")}
-        notes = (f"train images {first['n_train']}, test images {first['n_test']}, S={first['n_samples']}; "
-                 f"best epochs NN/CVAE: {', '.join(epochs)}; the gap shrinks monotonically with more quadrants: "
-                 + ", ".join(f"{LABELS[name]}: {value}" for name, value in shrinking.items()))
-        write_summary(args.summary, experiment="cvae_mnist_quadrants", rows=rows,
-                      command=args.command or shlex.join(["python", "-m", "evaluation.summarize_cvae", *sys.argv[1:]]),
-                      kind=args.kind, hardware=hardware_description(resolve_device(args.device)), notes=notes)
-
-
-if __name__ == "__main__":
-    main()
+def summarize(root, *, kind, device, results):
+    """The CLL table of the quadrant runs under root (evaluation.summarize's contract); each CVAE run's completion
+    figure is copied to results/figures/cvae/<kind>_q<N>.png."""
+    results_by_setting = read_results(Path(root))
+    rows = [{"method": label, "dataset": f"MNIST, {quadrants} input quadrant(s)",
+             "metric": "negative CLL (nats/image)", "ours": round(results_by_setting[quadrants]["values"][name], 2),
+             "paper": reference(name, index) + " (tutorial / paper)", "scale": kind}
+            for name, label in LABELS.items() for index, quadrants in enumerate(QUADRANT_SETTINGS)]
+    figures = Path(results) / "figures" / "cvae"
+    figures.mkdir(parents=True, exist_ok=True)
+    for quadrants in QUADRANT_SETTINGS:
+        figure = Path(root) / f"q{quadrants}-cvae" / "samples" / "completions.png"
+        if figure.exists():
+            shutil.copyfile(figure, figures / f"{kind}_q{quadrants}.png")
+    epochs = [f"{results_by_setting[q]['nn']['best_epoch']} / {results_by_setting[q]['cvae']['best_epoch']}"
+              for q in QUADRANT_SETTINGS]
+    first = results_by_setting[QUADRANT_SETTINGS[0]]["cvae"]
+    shrinking = {name: all(results_by_setting[a]["values"][name] > results_by_setting[b]["values"][name]
+                           for a, b in zip(QUADRANT_SETTINGS, QUADRANT_SETTINGS[1:]))
+                 for name in ("gap_elbo10", "gap_mc")}
+    notes = (f"train images {first['n_train']}, test images {first['n_test']}, S={first['n_samples']}; "
+             f"best epochs NN/CVAE: {', '.join(epochs)}; the gap shrinks monotonically with more quadrants: "
+             + ", ".join(f"{LABELS[name]}: {value}" for name, value in shrinking.items()))
+    return FamilySummary(name=f"cvae_{kind}", experiment="cvae_mnist_quadrants", rows=rows, notes=notes,
+                         hardware=hardware_description(resolve_device(device)))

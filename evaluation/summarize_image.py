@@ -1,17 +1,17 @@
-"""Downstream-accuracy summary of finished main_image.py runs (paper Table 7):
+"""Downstream-accuracy table of finished main_image.py runs (paper Table 7):
 
-    python -m evaluation.summarize_image runs/image_quick --kind quick --command "bash run_image.sh --quick"
+    python -m evaluation.summarize image runs/image_quick --kind quick --command "bash run_image.sh --quick"
 
-Reads each run folder's config.json and metrics.csv and writes results/image_<kind>.json through write_summary;
-copies each run's final sample grids to results/figures/image_<kind>/ for RESULTS.md.
+Reads each run folder's config.json and metrics.csv for results/image_<kind>.json and copies each run's final
+sample grids to results/figures/image_<kind>/ for RESULTS.md.
 """
-import argparse
 import csv
 import json
 import shutil
 from pathlib import Path
 
-from evaluation.summary import hardware_description, write_summary
+from evaluation.summary import FamilySummary, hardware_description
+from training import resolve_device
 
 PAPER_ACCURACY = {("mnist", "vae"): "94.5 ± 0.3", ("mnist", "dae"): "98.0 ± 0.1 (with bug B3)",
                   ("mnist", "cygen_pt"): "98.3 ± 0.1", ("svhn", "vae"): "30.8 ± 0.2",
@@ -49,33 +49,23 @@ def summary_rows(run_dir: Path):
     return result
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", type=Path)
-    parser.add_argument("--kind", choices=("quick", "full"), required=True)
-    parser.add_argument("--command", required=True, help="the command that produced the runs")
-    parser.add_argument("--out", type=Path, help="default: results/image_<kind>.json")
-    parser.add_argument("--figures", type=Path, help="default: results/figures/image_<kind>")
-    args = parser.parse_args()
-    run_dirs = sorted(p for p in args.root.iterdir() if (p / "metrics.csv").exists())
+def summarize(root, *, kind, device, results):
+    """The Table 7 rows of the finished runs under root (evaluation.summarize's contract); each run's final sample
+    grids are copied to results/figures/image_<kind>/."""
+    run_dirs = sorted(p for p in Path(root).iterdir() if (p / "metrics.csv").exists())
     rows = [row for run_dir in run_dirs for row in summary_rows(run_dir)]
+    if not rows:
+        raise ValueError(f"{root} holds no evaluated main_image.py run; run bash run_image.sh first")
     # runs record their hardware in config.json; the summary is made on the machine that ran them
-    hardware = {json.loads((d / "config.json").read_text()).get("hardware") or hardware_description("cpu")
+    hardware = {json.loads((d / "config.json").read_text()).get("hardware") or hardware_description(resolve_device(device))
                 for d in run_dirs}
-    out = args.out or Path("results") / f"image_{args.kind}.json"
-    write_summary(out, experiment="CyGen on images: downstream accuracy (paper Table 7)", rows=rows,
-                  command=args.command, kind=args.kind, hardware=", ".join(sorted(hardware)),
-                  notes="Accuracy of a fresh Linear-LeakyReLU-Linear classifier on z ~ q(z|x) of the training "
-                        "images with the encoder frozen, on the whole MNIST/SVHN test set; mean ± std over trials.")
-    figures = args.figures or Path("results") / "figures" / f"image_{args.kind}"
+    figures = Path(results) / "figures" / f"image_{kind}"
     figures.mkdir(parents=True, exist_ok=True)
     for run_dir in run_dirs:
         for grid in sorted((run_dir / "samples").glob("final_*.png")):
             shutil.copyfile(grid, figures / f"{run_dir.name}_{grid.name.removeprefix('final_')}")
-    for row in rows:
-        print(f"| {row['method']} | {row['dataset']} | {row['metric']} | {row['ours']} | {row['paper']} |")
-    print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()
+    return FamilySummary(name=f"image_{kind}", experiment="CyGen on images: downstream accuracy (paper Table 7)",
+                         rows=rows, hardware=", ".join(sorted(hardware)),
+                         notes="Accuracy of a fresh Linear-LeakyReLU-Linear classifier on z ~ q(z|x) of the training "
+                               "images with the encoder frozen, on the whole MNIST/SVHN test set; mean ± std over "
+                               "trials.")

@@ -1,11 +1,8 @@
-"""Summary of finished toy runs: python -m evaluation.summarize_toy RUNS_ROOT [--kind quick|full] [--copy_figures].
+"""The toy table (python -m evaluation.summarize toy RUNS_ROOT --kind quick|full --command ...).
 
 Reads each run folder's config.json and metrics.csv under RUNS_ROOT (as bash run_toy.sh lays them out:
-<data>-<name>) and writes results/toy_<kind>.json through evaluation.summary.write_summary; --copy_figures also
-copies each run's last figure to results/figures/toy_<kind>/. python -m evaluation.render_results then puts both
-into RESULTS.md.
+<data>-<name>) for results/toy_<kind>.json and copies each run's last figure to results/figures/toy_<kind>/.
 """
-import argparse
 import csv
 import json
 import shutil
@@ -13,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from evaluation.summary import hardware_description, write_summary
+from evaluation.summary import FamilySummary, hardware_description
+from training import resolve_device
 
 LABELS = {"cygen_pt": "CyGen(PT)", "cygen": "CyGen", "no_compat": "CyGen(PT), w_cm=0", "vae": "VAE (ELBO)",
           "dae": "DAE", "bigan": "BiGAN", "gibbsnet": "GibbsNet"}
@@ -53,46 +51,24 @@ def run_rows(run_dir: Path):
     return summary_rows + [summary_row("nll_hm", "end")], config
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", type=Path, help="folder of run folders, e.g. runs/toy_quick")
-    parser.add_argument("--kind", choices=("quick", "full"),
-                        help="default: quick for a root named *_quick (as run_toy.sh --quick names it), else full")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="(default: %(default)s)")
-    parser.add_argument("--command", help="the command that trained the runs (default: bash run_toy.sh [--quick])")
-    parser.add_argument("--copy_figures", action="store_true",
-                        help="replace results/figures/toy_<kind>/ by the runs' last figures")
-    args = parser.parse_args()
-    kind = args.kind or ("quick" if args.root.name.endswith("_quick") else "full")
-    run_dirs = sorted(path.parent for path in args.root.glob("*/metrics.csv"))
+def summarize(root, *, kind, device, results):
+    """The toy table of the finished runs under root (evaluation.summarize's contract); each run's last figure is
+    copied to results/figures/toy_<kind>/<data>-<name>.png."""
+    run_dirs = sorted(path.parent for path in Path(root).glob("*/metrics.csv"))
     if not run_dirs:
-        parser.error(f"{args.root} holds no run folder with a metrics.csv; run bash run_toy.sh first")
+        raise ValueError(f"{root} holds no run folder with a metrics.csv; run bash run_toy.sh first")
     rows, configs = [], []
-    try:
-        for run_dir in run_dirs:
-            run_summary, config = run_rows(run_dir)
-            rows += run_summary
-            configs.append(config)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from error
-    if args.copy_figures:
-        figures = args.results / "figures" / f"toy_{kind}"
-        figures.mkdir(parents=True, exist_ok=True)
-        for run_dir in run_dirs:
-            shutil.copyfile(max(run_dir.glob("samples/step*.png")), figures / f"{run_dir.name}.png")
-        print(f"copied {len(run_dirs)} figures to {figures}")
-    # run_toy.sh trains every run with one thread; on a GPU the device is what main_toy.py's --device auto picked.
-    torch.set_num_threads(1)
-    device = "cuda" if configs[0]["flags"]["device"] != "cpu" and torch.cuda.is_available() else "cpu"
+    for run_dir in run_dirs:
+        run_summary, config = run_rows(run_dir)
+        rows += run_summary
+        configs.append(config)
+    figures = Path(results) / "figures" / f"toy_{kind}"
+    figures.mkdir(parents=True, exist_ok=True)
+    for run_dir in run_dirs:
+        shutil.copyfile(max(run_dir.glob("samples/step*.png")), figures / f"{run_dir.name}.png")
+    torch.set_num_threads(1)  # run_toy.sh trains every run with one thread
     commits = sorted({str(config["git_commit"]) for config in configs})
-    path = args.results / f"toy_{kind}.json"
-    write_summary(path, experiment="CyGen and baselines on 2-D toy data (Liu et al. 2021, section 5.1)", rows=rows,
-                  command=args.command or "bash run_toy.sh" + (" --quick" if kind == "quick" else ""), kind=kind,
-                  hardware=hardware_description(device),
-                  notes=f"Trained at commit {', '.join(commits)}; each run's exact command is in "
-                        f"{args.root.as_posix()}/<data>-<method>/config.json.")
-    print(f"wrote {path} ({len(rows)} rows)")
-
-
-if __name__ == "__main__":
-    main()
+    return FamilySummary(name=f"toy_{kind}", rows=rows, hardware=hardware_description(resolve_device(device)),
+                         experiment="CyGen and baselines on 2-D toy data (Liu et al. 2021, section 5.1)",
+                         notes=f"Trained at commit {', '.join(commits)}; each run's exact command is in "
+                               f"{Path(root).as_posix()}/<data>-<method>/config.json.")

@@ -2,18 +2,14 @@
 Fréchet study (the paper's claim: symmetric learning keeps the limiting distribution close to the random-code
 samples, the ELBO's drifts away).
 
-    python -m evaluation.symvae --runs runs/symvae_quick/mnist-ladder-sym runs/symvae_quick/mnist-ladder-elbo \
-        --out results/symvae_quick.json
+    python -m evaluation.summarize sym runs/symvae_quick --kind quick --command "bash run_sym.sh --quick"
 
 The Fréchet distance here is computed on PCA features of pixels fitted on the training set (not FID; FID comes with
 compute_gen_fid.py), between model samples and the held-out test set.
 """
 import compat  # noqa: F401  (pytorch_fid imports torchvision)
 
-import argparse
-import json
-import shlex
-import sys
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +17,10 @@ import torch
 from pytorch_fid.fid_score import calculate_frechet_distance
 
 from data.images import load_image_dataset
-from evaluation.summary import hardware_description, write_summary
+from evaluation.summary import FamilySummary, hardware_description
 from models.binary_hvae import build_model
 from objectives.symvae import clean_images
-from training import add_device_arg, load_checkpoint, resolve_device, separate_rng_stream
+from training import load_checkpoint, resolve_device, separate_rng_stream
 
 MODEL_FLAGS = ("dataset", "encoder", "arch", "nz0", "nz1", "conditional_width", "encoder_width", "conv_channels",
                "mlp_width")
@@ -76,11 +72,12 @@ def limiting_chain(model, x_start, record_at):
 
 @torch.no_grad()
 def progress_grid(model, x, chain_steps, n=10):
-    """Rows: data, reconstructions, random-code samples, limiting-chain states after chain_steps from a prior
-    sample. Returns [4n, 1, 28, 28] for torchvision's save_image(nrow=n)."""
+    """Labelled rows of n images for evaluation.figures.save_labelled_grid: data, reconstructions, random-code
+    samples, and limiting-chain states after chain_steps from n other random-code samples."""
     random_code = model.random_code_images(2 * n)
     (_, chain_state), = limiting_chain(model, random_code[n:], [chain_steps])
-    return torch.cat([x[:n], model.reconstruction(x[:n]), random_code[:n], chain_state])
+    return [("data", x[:n]), ("reconstruction", model.reconstruction(x[:n])), ("random code", random_code[:n]),
+            (f"chain, {chain_steps} steps", chain_state)]
 
 
 # ---- the limiting-chain Fréchet study --------------------------------------------------------------------------
@@ -154,51 +151,45 @@ def study_rows(flags, distances, scale, feature_name):
     return rows
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs="+", required=True, help="run folders of main_sym.py / main_elbo.py")
-    parser.add_argument("--out", required=True, help="summary JSON to write, e.g. results/symvae_quick.json")
-    parser.add_argument("--kind", choices=("quick", "full"), default="quick")
-    parser.add_argument("--n_samples", type=int, default=1000, help="chains (all in one batch) and samples per set")
-    parser.add_argument("--n_components", type=int, default=64)
-    parser.add_argument("--chain_steps", type=int, nargs="+", default=list(CHAIN_STEPS))
-    parser.add_argument("--data_root", default="datasets")
-    add_device_arg(parser)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    device = resolve_device(args.device)
-    rows, features_by_dataset, details = [], {}, {}
-    for run_dir in args.runs:
+def summarize(root, *, kind, device, results, n_samples=1000, n_components=64, chain_steps=CHAIN_STEPS, seed=0):
+    """The limiting-chain study of every trained run folder under root (evaluation.summarize's contract): n_samples
+    chains (all in one batch) and samples per set, Fréchet distances on n_components PCA features; each run's last
+    progress grid is copied to results/figures/symvae_<kind>/<setting>-<method>.png."""
+    run_dirs = sorted(path.parent for path in Path(root).glob("*/checkpoint.pt"))
+    if not run_dirs:
+        raise ValueError(f"{root} holds no trained run folder; run bash run_sym.sh first")
+    device = resolve_device(device)
+    rows, features_by_dataset = [], {}
+    for run_dir in run_dirs:
         model, flags, step = load_trained_model(run_dir, device)
         dataset = flags["dataset"]
         if dataset not in features_by_dataset:
-            splits = load_image_dataset(dataset, data_root=args.data_root, device=device, n_valid=0)
+            splits = load_image_dataset(dataset, data_root=flags["data_root"], device=device, n_valid=0)
             train, test = clean_images(splits.train_x, dataset), clean_images(splits.test_x, dataset)
-            frechet = PcaFrechet(train, args.n_components)
+            frechet = PcaFrechet(train, n_components)
             reference = frechet.statistics(test)
             # The floor: n_samples real training images against the same test statistics.
-            with separate_rng_stream(device, args.seed):
-                subset = train[torch.randperm(len(train), device=device)[:args.n_samples]]
+            with separate_rng_stream(device, seed):
+                subset = train[torch.randperm(len(train), device=device)[:n_samples]]
             features_by_dataset[dataset] = (frechet, reference, frechet.distance(subset, reference))
         frechet, reference, floor = features_by_dataset[dataset]
-        with separate_rng_stream(device, args.seed):
-            distances = chain_study(model, frechet, reference, args.n_samples, args.chain_steps)
+        with separate_rng_stream(device, seed):
+            distances = chain_study(model, frechet, reference, n_samples, chain_steps)
         scale = (f"{step} iterations, batch {flags['batch_size']}, lr {flags['lr']}, {flags['arch']} nets, "
-                 f"{flags['nz0']}/{flags['nz1']} bits, {args.n_samples} samples")
+                 f"{flags['nz0']}/{flags['nz1']} bits, {n_samples} samples")
         rows += study_rows(flags, distances, scale, frechet.name)
-        details[str(run_dir)] = {"distances": distances, "train_vs_test_floor": floor}
-        for reference, by_state in distances.items():
-            print(f"{run_dir} vs {REFERENCE_NAMES[reference]}: "
+        for reference_name, by_state in distances.items():
+            print(f"{run_dir} vs {REFERENCE_NAMES[reference_name]}: "
                   + "  ".join(f"{k} {v:.2f}" for k, v in by_state.items()) + f"  (data floor {floor:.2f})")
+    figures = Path(results) / "figures" / f"symvae_{kind}"
+    figures.mkdir(parents=True, exist_ok=True)
+    for run_dir in run_dirs:
+        grids = sorted((run_dir / "samples").glob("step*.png"))
+        if grids:
+            shutil.copyfile(grids[-1], figures / f"{run_dir.name}.png")
     floors = {dataset: round(floor, 3) for dataset, (_, _, floor) in features_by_dataset.items()}
-    notes = (f"Fréchet distance on {args.n_components} PCA components of pixels fitted on the training set (not FID); "
-             f"reference = the held-out test set; {args.n_samples} training images score {floors} (the floor). "
+    notes = (f"Fréchet distance on {n_components} PCA components of pixels fitted on the training set (not FID); "
+             f"reference = the held-out test set; {n_samples} training images score {floors} (the floor). "
              "Chains start from the random-code samples; 'paper' holds the README's FID ratio limiting/random code.")
-    write_summary(args.out, experiment="symvae limiting chain", rows=rows, kind=args.kind,
-                  command=shlex.join(["python", "-m", "evaluation.symvae", *(sys.argv[1:] if argv is None else argv)]),
-                  hardware=hardware_description(device), notes=notes)
-    print(json.dumps(details, indent=1))
-
-
-if __name__ == "__main__":
-    main()
+    return FamilySummary(name=f"symvae_{kind}", experiment="symvae limiting chain", rows=rows, notes=notes,
+                         hardware=hardware_description(device))

@@ -42,9 +42,10 @@ def _density(ax, encoder, decoder, n_mc, device, side=X_RANGE, n_points=100):
     ax.set_title("p(x), harmonic mean")
 
 
-def toy_figure(path, encoder, decoder, x, labels, *, uses_prior, z_dim, n_mc, gen_steps, gen_step_size, gen_init,
-               n_gibbs_prior=0):
-    """Six panels: data, model density, Gibbs samples, z-SGLD (or prior) samples, x-SGLD samples, latents."""
+def toy_figure(path, encoder, decoder, x, labels, *, title, uses_prior, z_dim, n_mc, gen_steps, gen_step_size,
+               gen_init, n_gibbs_prior=0):
+    """Six panels: data, model density, Gibbs samples, z-SGLD (or prior) samples, x-SGLD samples, latents; title
+    names the method, the data set and the scale."""
     device = x.device
     fig, axes = plt.subplots(2, 3, figsize=(12, 8))
     _histogram(axes[0, 0], x, "data x ~ p*(x)")
@@ -69,6 +70,7 @@ def toy_figure(path, encoder, decoder, x, labels, *, uses_prior, z_dim, n_mc, ge
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_aspect("equal")
+    fig.suptitle(title, fontsize=13)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

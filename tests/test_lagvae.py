@@ -224,7 +224,7 @@ def check_sweep_summary(root):
         point.update(metrics)
     cached = evaluate_checkpoint(root / "vae", None, torch.device("cpu"), n_z_samples=2)  # None: no images read
     assert cached == {key: value for key, value in points[0].items() if key in cached}
-    pareto_figure(root / "pareto.png", points)
+    pareto_figure(root / "pareto.png", points, title="LagVAE, stand-in images")
     assert (root / "pareto.png").stat().st_size > 0
     assert "| InfoVAE mi=+1 e1=1 e2=1 |" in markdown_table(points)
     rows = summary_rows(points)

@@ -1,25 +1,51 @@
-"""RESULTS.md is the rendering of results/ (staleness), the renderer's layout, the toy and speed summaries, and the
-training-curve tools: plot_curves.py and the notebook, executed headless on a tiny run."""
+"""RESULTS.md, its appendix and the README's headline table are the rendering of results/ (staleness, length,
+links); the renderer's layout and placeholders; the one summarize entry point, used by every run script, merging a
+subset run into the committed summary; labelled figures; the speed summaries; the training-curve tools, run headless
+on a tiny run. The claims' verdicts are tested in tests/test_claims.py."""
 import json
+import re
 import shutil
 import sys
 
 import pytest
+import torch
 
-from evaluation import render_results, summarize_toy
-from evaluation.render_results import load_summaries, render
-from evaluation.summary import write_summary
+from evaluation import render_results, summarize, summarize_toy
+from evaluation.figures import rows_of, save_labelled_grid
+from evaluation.render_results import APPENDIX, README_END, README_START, render_all, renderings
+from evaluation.result_rows import load_summaries
+from evaluation.summary import merge_summary, write_summary
 from models import compiled_steps
 from plot_curves import read_curves, run_labels
 from tests.scripts import REPO, assert_speed_rows, read_metrics, run_script
 from tests.test_examples import TINY_TOY
 
 NOTEBOOK = REPO / "notebooks" / "training_curves.ipynb"
+RUN_SCRIPTS = {"run_toy.sh": "toy", "run_image.sh": "image", "run_cvae.sh": "cvae", "run_sym.sh": "sym",
+               "sweep_lagvae.sh": "lagvae"}
+README_BLOCK = f"# Readme\n\n{README_START}\nold\n{README_END}\n\nmore\n"
 
 
-def test_results_md_is_the_rendering_of_results():
-    assert (REPO / "RESULTS.md").read_text() == render(REPO / "results", REPO), (
-        "RESULTS.md is stale: run python -m evaluation.render_results (and commit results/ with it)")
+def test_renderings_are_up_to_date():
+    for path, text in renderings(REPO / "results", REPO / "RESULTS.md", REPO / "README.md").items():
+        assert path.read_text() == text, (
+            f"{path.name} is stale: run python -m evaluation.render_results (and commit results/ with it)")
+
+
+def test_results_md_opens_with_every_claim_and_stays_short():
+    text = (REPO / "RESULTS.md").read_text()
+    tables = [line for line in text.splitlines() if line.startswith("| ")]
+    assert tables[0] == "| claim | metric | paper | ours (quick) | ours (full) | verdict | how to reproduce |"
+    claims = json.loads((REPO / "results" / "claims.json").read_text())["claims"]
+    assert len(claims) >= 20 and all(f"| {claim['claim']} (" in text for claim in claims)
+    assert len(text.splitlines()) <= 250, "RESULTS.md is for a glance: move long notes below <!-- appendix -->"
+
+
+def test_every_link_of_the_renderings_exists():
+    for name in ("RESULTS.md", APPENDIX, "README.md"):
+        for target in re.findall(r"\]\(([^)#\s]+)\)", (REPO / name).read_text()):
+            if not target.startswith("http"):
+                assert (REPO / target).exists(), f"{name} links {target}, which does not exist"
 
 
 def summary_row(method, ours, paper=None, **extra):
@@ -27,42 +53,70 @@ def summary_row(method, ours, paper=None, **extra):
             "scale": "1k samples", **extra}
 
 
+def minimal_claims(results, claims=()):
+    (results / "claims.json").write_text(json.dumps({"papers": {"Alpha": "A. Author, 2020"}, "reproduce": {},
+                                                     "claims": list(claims), "speed": []}))
+
+
 @pytest.fixture
 def results_dir(tmp_path):
-    """Summaries written in unsorted order, a notes file covering two of them, one summary without notes."""
+    """Summaries written in unsorted order, a notes file with a placeholder, a table and an appendix part covering
+    two of them, one summary without notes, a claim, figures, and a README with the headline markers."""
     results = tmp_path / "results"
     write_summary(results / "zeta_full.json", experiment="Zeta at scale", kind="full", command="bash zeta.sh",
                   hardware="GPU X", rows=[summary_row("Zeta", 12.5, paper=11.0)])
     write_summary(results / "alpha_quick.json", experiment="Alpha, quick", kind="quick", hardware="CPU Y",
-                  command="python a.py | tee log", rows=[summary_row("Alpha", 0.123456789),
-                                                         summary_row("Alpha", "n/a", command="python b.py")])
-    write_summary(results / "alpha.json", experiment="Alpha, speed", kind="quick", command="bench", hardware="CPU Y",
-                  rows=[summary_row("Alpha step", 3)], notes="Timed under load.")
-    (results / "alpha_notes.md").write_text("## Alpha section\n\nProse about alpha.\n")
-    for figure in ("alpha_quick/curve.png", "alpha/b.png", "alpha/sub/a.png", "zeta/z.png"):
+                  command="python a.py | tee log", rows=[summary_row("Alpha", 0.123456789, paper="0.2 ± 0.01"),
+                                                         summary_row("Beta", "n/a", command="python b.py")])
+    write_summary(results / "alpha_full.json", experiment="Alpha, full", kind="full", command="bash alpha.sh",
+                  hardware="GPU X", rows=[summary_row("Alpha", 0.5)])
+    (results / "alpha_notes.md").write_text(
+        "## Alpha section\n\nAlpha reached {{alpha_quick | Alpha | mnist | FID | .2f}}; its claim: "
+        "{{verdict | alpha-fid}}.\n\n```table\nsummary: alpha\nmetric: FID\nrows: method = Alpha | Beta -> B\n"
+        "columns: dataset = mnist -> MNIST\n```\n\n<!-- appendix -->\n\nProse about alpha at length.\n")
+    minimal_claims(results, [{"id": "alpha-fid", "source": "Alpha, Table 1", "claim": "Alpha is good",
+                              "metric": "FID", "family": "alpha", "measure": "value",
+                              "rows": [{"method": "Alpha", "dataset": "mnist", "metric": "FID"}], "paper": [0.2, 0.01],
+                              "rule": {"kind": "match", "tolerance": 0.05}, "headline": "Alpha's FID"}])
+    for figure in ("alpha_quick/curve.png", "alpha/b.png", "zeta/z.png"):
         (results / "figures" / figure).parent.mkdir(parents=True, exist_ok=True)
         (results / "figures" / figure).write_bytes(b"png")
+    (tmp_path / "README.md").write_text(README_BLOCK)
     return results
 
 
-def test_render_puts_quick_and_full_rows_apart_and_notes_with_their_summaries(results_dir):
-    text = render(results_dir, results_dir.parent)
-    quick, full = text.index("### Quick rows"), text.index("### Full-scale rows")
-    table_rows = [line for line in text.splitlines() if line.startswith("| Alpha") or line.startswith("| Zeta")]
-    assert table_rows == [
-        "| Alpha step | mnist | FID | 3 | - | 1k samples | CPU Y | `bench` |",
-        "| Alpha | mnist | FID | 0.1235 | - | 1k samples | CPU Y | `python a.py \\| tee log` |",
-        "| Alpha | mnist | FID | n/a | - | 1k samples | CPU Y | `python b.py` |",
-        "| Zeta | mnist | FID | 12.5 | 11 | 1k samples | GPU X | `bash zeta.sh` |"]
-    assert quick < text.index("| Alpha step") < full < text.index("| Zeta")
-    # alpha.json and alpha_quick.json share the section of alpha_notes.md; zeta_full.json gets its family's section.
-    alpha, zeta = text.index("## Alpha section"), text.index("## Zeta at scale")
-    assert alpha < text.index("`results/alpha.json` (quick): Alpha, speed") < text.index("Timed under load.") < zeta
-    assert alpha < text.index("Figures: [alpha/b](results/figures/alpha/b.png), [alpha/sub/a](results/figures/alpha/"
-                              "sub/a.png), [alpha_quick/curve](results/figures/alpha_quick/curve.png).") < zeta
-    assert zeta < text.index("Figures: [zeta/z](results/figures/zeta/z.png).")
-    assert text.count("Prose about alpha.") == 1
-    assert render(results_dir, results_dir.parent) == text
+def test_render_puts_claims_first_compact_notes_in_results_md_and_the_rest_in_the_appendix(results_dir):
+    main, appendix, headline = render_all(results_dir, results_dir.parent)
+    assert main.index("## Claims of the papers") < main.index("## Speed") < main.index("## Alpha section")
+    # the full-scale Alpha row decides the claim: 0.5 is not within 0.05 of 0.2
+    assert "| Alpha is good (Alpha, Table 1) | FID | 0.2 ± 0.01 | 0.1235 | 0.5 | not reproduced (full) | `bash alpha.sh` |" in main
+    assert "Alpha reached 0.12; its claim: not reproduced (full)." in main
+    assert "| method (cells: quick / full (paper)) | MNIST |" in main
+    assert "| Alpha | 0.1235 / 0.5 (0.2 ± 0.01) |" in main and "| B | n/a / - |" in main
+    assert "Prose about alpha" not in main and "Prose about alpha at length." in appendix
+    # provenance once per summary the section used; a row's own command stays with it
+    assert "- `results/alpha_quick.json` (quick): `python a.py | tee log`; CPU Y;" in main
+    assert "Rows kept from `python b.py` (CPU Y)." in main
+    assert "| Zeta | mnist | FID | 12.5 | 11 | 1k samples |" in appendix and "## Zeta at scale" in main
+    assert appendix.index("## Alpha section") < appendix.index("[alpha/b](results/figures/alpha/b.png)")
+    assert "[zeta/z](results/figures/zeta/z.png)" in appendix and "figures/" not in main
+    assert "| Alpha's FID | 0.2 ± 0.01 | 0.5 | not reproduced (full) |" in headline
+    assert render_all(results_dir, results_dir.parent) == (main, appendix, headline)
+
+
+@pytest.mark.parametrize("notes,message", [
+    ("{{alpha_quick | Alpha | mnist | KID}}", "names 0 rows of results/alpha_quick.json"),
+    ("{{omega | Alpha | mnist | FID}}", "with SUMMARY the name of a results/*.json"),
+    ("{{verdict | no-such-claim}}", "with an ID of claims.json"),
+    ("```table\nsummary: alpha\nmetric: FID\nrows: method = Gamma\ncolumns: dataset = mnist\n```",
+     "names none of its"),
+    ("```table\nsummary: alpha\nrows: method = ~(\ncolumns: dataset = mnist\n```", "has a bad regex"),
+])
+def test_notes_that_name_no_row_fail_the_rendering_with_their_file(results_dir, notes, message):
+    (results_dir / "alpha_notes.md").write_text(f"## Alpha\n\n{notes}\n")
+    with pytest.raises(ValueError, match=re.escape("results/alpha_notes.md")) as error:
+        render_all(results_dir, results_dir.parent)
+    assert message in str(error.value)
 
 
 def test_render_refuses_a_summary_not_written_by_write_summary(results_dir):
@@ -81,13 +135,18 @@ def run_main_in_process(module, monkeypatch, *args):
     return None
 
 
-def test_render_cli_checks_staleness(results_dir, monkeypatch):
-    output = results_dir.parent / "RESULTS.md"
-    arguments = ("--results", results_dir, "--output", output)
-    assert "is stale" in run_main_in_process(render_results, monkeypatch, *arguments, "--check")
+def test_render_cli_checks_staleness_of_all_three_files(results_dir, monkeypatch):
+    output, readme = results_dir.parent / "RESULTS.md", results_dir.parent / "README.md"
+    arguments = ("--results", results_dir, "--output", output, "--readme", readme)
+    assert "stale" in run_main_in_process(render_results, monkeypatch, *arguments, "--check")
     assert run_main_in_process(render_results, monkeypatch, *arguments) is None
-    assert output.read_text() == render(results_dir, output.parent)
+    assert readme.read_text().startswith("# Readme") and readme.read_text().endswith("\n\nmore\n")
+    assert "| Alpha's FID |" in readme.read_text() and (results_dir.parent / APPENDIX).exists()
     assert run_main_in_process(render_results, monkeypatch, *arguments, "--check") is None
+    readme.write_text(readme.read_text().replace("Alpha's FID", "edited by hand"))
+    assert "README.md stale" in run_main_in_process(render_results, monkeypatch, *arguments, "--check")
+    readme.write_text("# Readme without markers\n")
+    assert "lacks the headline markers" in run_main_in_process(render_results, monkeypatch, *arguments)
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +159,23 @@ def tiny_runs(tmp_path_factory):
     return root
 
 
-def test_summarize_toy_writes_rows_with_the_pretraining_values(tiny_runs, tmp_path, monkeypatch):
+def summarize_into(tmp_path, root, command):
+    """python -m evaluation.summarize toy ROOT into tmp_path/results (with the repo's claims), rendering there."""
     results = tmp_path / "results"
-    assert run_main_in_process(summarize_toy, monkeypatch, tiny_runs, "--results", results, "--copy_figures") is None
-    summary = json.loads((results / "toy_quick.json").read_text())  # the root's name ends in _quick
+    results.mkdir(exist_ok=True)
+    shutil.copy(REPO / "results" / "claims.json", results)
+    if not (tmp_path / "README.md").exists():
+        (tmp_path / "README.md").write_text(README_BLOCK)
+    try:
+        summarize.main(["toy", str(root), "--kind", "quick", "--command", command, "--device", "cpu", "--results",
+                        str(results), "--output", str(tmp_path / "RESULTS.md"), "--readme", str(tmp_path / "README.md")])
+    except SystemExit as exit:
+        return str(exit.code)
+    return json.loads((results / "toy_quick.json").read_text())
+
+
+def test_summarize_writes_the_toy_rows_with_the_pretraining_values_and_renders(tiny_runs, tmp_path):
+    summary = summarize_into(tmp_path, tiny_runs, "bash run_toy.sh --quick")
     assert summary["kind"] == "quick" and summary["command"] == "bash run_toy.sh --quick"
     rows = {(row["method"], row["metric"]): row for row in summary["rows"]}
     assert len(rows) == 5 + 3
@@ -111,20 +183,74 @@ def test_summarize_toy_writes_rows_with_the_pretraining_values(tiny_runs, tmp_pa
     assert pretrained["paper"].startswith("~1.6e4") and pretrained["scale"] == "4 iterations, batch 32"
     assert pretrained["ours"] == float(read_metrics(tiny_runs / "pinwheel-cygen_pt")[0]["compatibility_lite"])
     assert rows["VAE (ELBO)", "harmonic-mean NLL"]["paper"] is None
-    assert sorted(path.name for path in (results / "figures" / "toy_quick").iterdir()) == [
+    assert sorted(summary["run_seconds"]) == ["pinwheel-cygen_pt", "pinwheel-vae"]
+    assert sorted(path.name for path in (tmp_path / "results" / "figures" / "toy_quick").iterdir()) == [
         "pinwheel-cygen_pt.png", "pinwheel-vae.png"]
-    command = "TOY_RUNS='cygen_pt vae' bash run_toy.sh --compile_flow true"  # run_toy.sh passes what it was run as
-    run_main_in_process(summarize_toy, monkeypatch, tiny_runs, "--results", results, "--command", command)
-    assert json.loads((results / "toy_quick.json").read_text())["command"] == command
+    rendered = (tmp_path / "RESULTS.md").read_text()
+    assert "without the prior CyGen(PT) fits the data better than the VAE, pinwheel" in rendered
+    assert "min over 2 runs" in (tmp_path / "README.md").read_text()
 
 
-def test_summarize_toy_refuses_an_unfinished_run(tiny_runs, tmp_path, monkeypatch):
+def test_a_subset_run_keeps_the_other_runs_rows(tiny_runs, tmp_path):
+    """TOY_RUNS=vae bash run_toy.sh --quick on a machine holding only the VAE run: its rows are replaced, the
+    CyGen(PT) rows of the earlier full table stay, with the command they were made by."""
+    everything = summarize_into(tmp_path, tiny_runs, "bash run_toy.sh --quick")
+    only_vae = shutil.copytree(tiny_runs / "pinwheel-vae", tmp_path / "fresh" / "toy_quick" / "pinwheel-vae")
+    subset = summarize_into(tmp_path, only_vae.parent, "TOY_RUNS='vae' bash run_toy.sh --quick")
+    assert [(row["method"], row["metric"]) for row in subset["rows"]] == [
+        (row["method"], row["metric"]) for row in everything["rows"]]
+    kept = [row for row in subset["rows"] if row["method"] == "CyGen(PT)"]
+    assert len(kept) == 5 and all(row["command"] == "bash run_toy.sh --quick" for row in kept)
+    assert all("command" not in row for row in subset["rows"] if row["method"] == "VAE (ELBO)")
+    assert subset["command"] == "TOY_RUNS='vae' bash run_toy.sh --quick"
+    assert sorted(subset["run_seconds"]) == ["pinwheel-cygen_pt", "pinwheel-vae"]
+    assert "Rows kept from `bash run_toy.sh --quick`" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_summarize_refuses_an_unfinished_run_and_a_missing_root(tiny_runs, tmp_path):
     unfinished = shutil.copytree(tiny_runs / "pinwheel-vae", tmp_path / "toy" / "pinwheel-vae")
     config = json.loads((unfinished / "config.json").read_text())
     config["flags"]["niters"] = 8
     (unfinished / "config.json").write_text(json.dumps(config))
-    message = run_main_in_process(summarize_toy, monkeypatch, unfinished.parent, "--results", tmp_path / "results")
+    message = summarize_into(tmp_path, unfinished.parent, "bash run_toy.sh --quick")
     assert "pinwheel-vae stopped at step 2 of 8: finish it first" in message
+    assert not (tmp_path / "results" / "toy_quick.json").exists()
+    assert "is not a folder of run folders" in summarize_into(tmp_path, tmp_path / "nowhere", "bash run_toy.sh")
+
+
+def test_merge_summary_refuses_another_kind_and_repeated_rows(tmp_path):
+    path = tmp_path / "x_quick.json"
+    merge_summary(path, experiment="x", rows=[summary_row("A", 1.0)], command="c", kind="quick", hardware="h")
+    with pytest.raises(ValueError, match="holds quick rows, not full ones"):
+        merge_summary(path, experiment="x", rows=[], command="c", kind="full", hardware="h")
+    with pytest.raises(ValueError, match="repeat a"):
+        merge_summary(path, experiment="x", rows=[summary_row("A", 1.0)] * 2, command="c", kind="quick", hardware="h")
+    merged = merge_summary(path, experiment="x", rows=[summary_row("B", 2.0)], command="c", kind="quick", hardware="h")
+    assert [row["method"] for row in merged["rows"]] == ["A", "B"] and "command" not in merged["rows"][0]
+
+
+def test_every_run_script_ends_with_the_one_summarize_step():
+    common = (REPO / "run_common.sh").read_text()
+    assert ('-m evaluation.summarize "$1" "$root" --kind "$mode" --command "$invocation"' in common
+            and "summarize_and_render() {" in common)
+    for script, family in RUN_SCRIPTS.items():
+        lines = [line for line in (REPO / script).read_text().splitlines() if line.strip()]
+        assert lines[-1] == f"summarize_and_render {family}", script
+        assert family in summarize.FAMILIES
+        assert not re.search(r"evaluation\.(summarize_|symvae|lagvae summarize)", "\n".join(lines)), script
+    assert set(RUN_SCRIPTS.values()) == set(summarize.FAMILIES)
+    assert (REPO / "run_fid.sh").read_text().rstrip().splitlines()[-1].startswith(
+        '"$PYTHON" -m evaluation.render_results')
+
+
+def test_labelled_grid_keeps_every_pixel_and_labels_each_row(tmp_path):
+    images = torch.rand(7, 1, 28, 28)
+    rows = [("data", images[:3]), *rows_of("prior sample", images[3:], 2)]
+    assert [(label, len(row)) for label, row in rows] == [("data", 3), ("prior sample", 2), ("prior sample", 2)]
+    path = save_labelled_grid(tmp_path / "grid.png", rows, "VAE, MNIST, quick", column_labels=["a", "b", "c"])
+    from PIL import Image
+    width, height = Image.open(path).size
+    assert width >= 3 * 30 and height >= 3 * 30  # one screen pixel per image pixel, labels beside
 
 
 def test_bench_summary_renders(tmp_path):
@@ -138,7 +264,10 @@ def test_bench_summary_renders(tmp_path):
     assert "speed-up over the official code" not in metrics, "the official code was timed at batch 1000 only"
     assert summary["kind"] == "quick" and metrics.count("estimated minutes of 30000 iterations") == 4 + compiled
     assert_speed_rows(summary["rows"], ["ELBO (baseline, same networks)", "CyGen, jacnorm_lite_x (toy default)"])
-    assert "| CyGen, jacnorm_x | toy | x the ELBO step |" in render(results, tmp_path)
+    shutil.copy(REPO / "results" / "claims.json", results)
+    main, appendix, _ = render_all(results, tmp_path)
+    assert "| CyGen, jacnorm_x | toy | x the ELBO step |" in appendix
+    assert re.search(r"\| toy CyGen step, eager \(lite compatibility\) \(batch 8, [^|]+\) \| [0-9.]+ ms \| not timed \|", main)
 
 
 def test_read_curves_keeps_numeric_columns_and_blank_cells_as_nan(tmp_path):

@@ -131,10 +131,10 @@ def test_smoke(script, dataset, encoder, tmp_path):
     information = json.loads((run_dir / "mutual_information.json").read_text())
     assert len(information["p_z0_z1"]) == 10 and len(information["q_x_z0"]) == 6
     if script == "main_sym.py" and dataset == "mnist":  # the limiting-chain study on a trained run folder
-        summary_path = tmp_path / "study.json"
-        symvae_evaluation.main(["--runs", str(run_dir), "--out", str(summary_path), "--n_samples", "30",
-                                "--n_components", "4", "--chain_steps", "1", "3", "--device", "cpu"])
-        metrics = {row["metric"]: row["ours"] for row in json.loads(summary_path.read_text())["rows"]}
+        summary = symvae_evaluation.summarize(tmp_path, kind="quick", device="cpu", results=tmp_path / "results",
+                                              n_samples=30, n_components=4, chain_steps=(1, 3))
+        assert summary.name == "symvae_quick" and (tmp_path / "results/figures/symvae_quick/run.png").exists()
+        metrics = {row["metric"]: row["ours"] for row in summary.rows}
         for reference in ("test set", "its own random-code samples"):
             assert all(metrics[f"Fréchet on PCA-4 pixel features vs {reference}, limiting chain {k} steps"] >= 0
                        for k in (1, 3))
