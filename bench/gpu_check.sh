@@ -32,7 +32,7 @@ status=0
 if [[ " $* " != *" --dry-run "* ]] && [ -f results/gpu_check.json ]; then
     "$PYTHON" -m evaluation.render_results || status=1
     if [ -n "${OUT:-}" ]; then
-        cp results/gpu_check.json RESULTS.md "$OUT"/
+        cp results/gpu_check.json RESULTS.md RESULTS_APPENDIX.md README.md "$OUT"/
         cp runs/gpu_check/gpu_check_parts.json "$OUT"/ 2>/dev/null || true
     fi
 fi

@@ -9,12 +9,11 @@ A claim's measure turns rows into one number with its noise (std over trials or 
 The paper's value goes through the same measure (a pair for difference and ratio). Rules (kind, tolerance, scale
 linear or log10) are in RULES below, stated in RESULTS.md under the claims table.
 """
-import json
 import math
 import re
 from pathlib import Path
 
-from evaluation.result_rows import find_row, find_rows, parse_number, provenance_of
+from evaluation.result_rows import find_row, find_rows, parse_number, provenance_of, read_json
 
 NOISE_SIGMAS = 2  # "within noise": within 2 combined standard deviations, or the claim's tolerance if larger
 REPRODUCED = "reproduced within noise"
@@ -46,7 +45,7 @@ def load_claims(results_dir):
     path = Path(results_dir) / CLAIMS_FILE
     if not path.exists():
         raise ValueError(f"{path} is missing: RESULTS.md opens with its claims (git checkout {path} restores it)")
-    data = json.loads(path.read_text())
+    data = read_json(path)
     for claim in data["claims"]:
         missing = [key for key in ("id", "source", "claim", "metric", "family", "measure", "rows", "rule")
                    if key not in claim]

@@ -105,27 +105,31 @@ class Filler:
 
     def placeholder(self, body):
         parts = [part.strip() for part in body.split("|")]
+        return (self.claim_placeholder if parts[0] in ("verdict", "claim") else self.row_placeholder)(body, parts)
+
+    def claim_placeholder(self, body, parts):
+        """{{verdict | ID}}: the claim's verdict cell; {{claim | ID | quick or full}}: its measured number."""
+        usage = "{{verdict | ID}} or {{claim | ID | quick or full}} with an ID of claims.json"
+        claim = next((c for c in self.claims_data["claims"] if len(parts) > 1 and c["id"] == parts[1]), None)
+        if claim is None or len(parts) != (2 if parts[0] == "verdict" else 3):
+            raise ValueError(f"{{{{{body}}}}}: write {usage}")
         if parts[0] == "verdict":
-            claim = next((c for c in self.claims_data["claims"] if len(parts) == 2 and c["id"] == parts[1]), None)
-            if claim is None:
-                raise ValueError(f"{{{{{body}}}}}: write {{{{verdict | ID}}}} with an ID of claims.json")
             ours, verdict, _ = claims.assess(claim, self.summaries, self.claims_data["reproduce"])
             self.used.update(name for measured in ours.values() if measured for name, _, _ in measured.sources)
             return verdict
-        if parts[0] == "claim":
-            claim = next((c for c in self.claims_data["claims"] if c["id"] == parts[1]), None)
-            if claim is None or len(parts) != 3:
-                raise ValueError(f"{{{{{body}}}}}: write {{{{claim | ID | quick or full}}}} with an ID of claims.json")
-            measured = claims.measure_ours(claim, self.summaries, parts[2])
-            if measured is None:
-                raise ValueError(f"{{{{{body}}}}}: claim {parts[1]} has no {parts[2]} rows")
-            self.used.update(name for name, _, _ in measured.sources)
-            return claims.formatted(measured, claim)
+        measured = claims.measure_ours(claim, self.summaries, parts[2])
+        if measured is None:
+            raise ValueError(f"{{{{{body}}}}}: claim {parts[1]} has no {parts[2]} rows")
+        self.used.update(name for name, _, _ in measured.sources)
+        return claims.formatted(measured, claim)
+
+    def row_placeholder(self, body, parts):
+        """{{SUMMARY | method | dataset | metric [| format]}}: the row's 'ours'."""
         if len(parts) not in (4, 5) or parts[0] not in self.summaries:
             raise ValueError(f"{{{{{body}}}}}: write {{{{SUMMARY | method | dataset | metric [| format]}}}} with "
                              "SUMMARY the name of a results/*.json")
-        summary = self.summaries[parts[0]]
-        found = [row for row in summary["rows"] if (row["method"], row["dataset"], row["metric"]) == tuple(parts[1:4])]
+        found = [row for row in self.summaries[parts[0]]["rows"]
+                 if (row["method"], row["dataset"], row["metric"]) == tuple(parts[1:4])]
         if len(found) != 1:
             raise ValueError(f"{{{{{body}}}}} names {len(found)} rows of results/{parts[0]}.json, not one")
         self.used.add(parts[0])
@@ -133,8 +137,10 @@ class Filler:
         return format(value, parts[4]) if len(parts) == 5 and isinstance(value, (int, float)) else cell(value)
 
     def table_block(self, body):
-        spec = dict(line.split(":", 1) for line in body.strip().splitlines())
-        spec = {key.strip(): value.strip() for key, value in spec.items()}
+        lines = body.strip().splitlines()
+        spec = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
+        if "summary" not in spec or not ({"rows", "columns"} <= spec.keys() or "list" in spec):
+            raise ValueError(f"a table block needs summary: and rows: / columns: (or list:), not {lines}")
         found = [(name, row) for kind in ("quick", "full")
                  for name, _, row in family_rows(self.summaries, spec["summary"], kind)
                  if all(row[key] == spec[key] for key in ("method", "dataset", "metric") if key in spec)]

@@ -23,7 +23,7 @@ def load_summaries(results_dir):
     for path in sorted(Path(results_dir).glob("*.json")):
         if path.name in NOT_SUMMARIES:
             continue
-        summary = json.loads(path.read_text())
+        summary = read_json(path)
         missing = [key for key in SUMMARY_KEYS if key not in summary]
         missing += [f"rows[{index}].{key}" for index, row in enumerate(summary.get("rows", []))
                     for key in ROW_KEYS if key not in row]
@@ -33,6 +33,13 @@ def load_summaries(results_dir):
             raise ValueError(f"{path} has kind {summary['kind']!r}; it must be one of {', '.join(KINDS)}")
         summaries[path.stem] = summary
     return summaries
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); restore it with git checkout {path}") from error
 
 
 def in_family(name, family):

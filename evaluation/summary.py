@@ -50,7 +50,11 @@ def merge_summary(path, *, experiment, rows, command, kind, hardware, notes="", 
     keeps every other run's rows. A kept row carries the command, hardware, commit and date it was made with
     where they differ from the new summary's; run_seconds are merged per run folder."""
     path = Path(path)
-    held = json.loads(path.read_text()) if path.exists() else {"rows": [], "run_seconds": {}}
+    try:
+        held = json.loads(path.read_text()) if path.exists() else {"rows": [], "run_seconds": {}}
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}), so its rows cannot be kept: restore it with git "
+                         f"checkout {path}, or move it away to start a new summary") from error
     if held.get("kind", kind) != kind:
         raise ValueError(f"{path} holds {held['kind']} rows, not {kind} ones: a {kind} summary has its own file")
     fresh = {row_key(row): row for row in rows}
