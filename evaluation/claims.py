@@ -11,6 +11,7 @@ linear or log10) are in RULES below, stated in RESULTS.md under the claims table
 """
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluation.result_rows import find_row, find_rows, parse_number, provenance_of, read_json
@@ -57,11 +58,13 @@ def load_claims(results_dir):
     return data
 
 
+@dataclass
 class Measured:
-    """A claim's number at one scale: value (float, (k, n) or a list) and noise (std), and where it came from."""
-
-    def __init__(self, value, noise=0.0, sources=()):
-        self.value, self.noise, self.sources = value, noise, list(sources)
+    """A claim's number at one scale: value (float, (k, n) or a list) and noise (std), and the (summary name,
+    summary, row) it came from."""
+    value: object
+    noise: float = 0.0
+    sources: list = field(default_factory=list)
 
 
 def combine(measure, parts, claim):
@@ -74,6 +77,8 @@ def combine(measure, parts, claim):
         return Measured(a - b, math.hypot(sa, sb))
     if measure == "ratio":
         (a, sa), (b, sb) = parts
+        if a <= 0 or b <= 0:
+            raise ValueError(f"{CLAIMS_FILE}: claim {claim['id']} is a ratio of positive numbers, not {a} / {b}")
         return Measured(a / b, a / b * math.hypot(sa / a, sb / b))
     if measure == "sequence":
         return Measured([mean for mean, _ in parts])

@@ -133,8 +133,8 @@ def test_run_scripts_read_the_device_from_any_spelling():
              '"--device cpu --device=cuda:2" "--device auto"; do device_flag $args; done'
     result = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["auto", "auto", "cuda:1", "cuda", "cuda:2", "auto"]
-    for name in ("run_cvae.sh", "sweep_lagvae.sh", "run_sym.sh"):
-        assert "device_flag" in (REPO / name).read_text(), name
+    summarize_step = (REPO / "run_common.sh").read_text().split("summarize_and_render() {")[1].split("\n}")[0]
+    assert "--device \"$(device_flag" in summarize_step  # every run script's summary step passes the runs' device
 
 
 LAGVAE_TINY = ["--width", "16", "--z_dim", "4", "--n_train", "200", "--batch_size", "50", "--epochs", "1",
@@ -147,11 +147,8 @@ def test_bf16_run_records_its_precision_and_the_sweep_summary_takes_device_auto(
     main_lagvae.main([*LAGVAE_TINY, "--precision", "bf16", "--run_dir", str(tmp_path / "sweep" / "vae")])
     config = json.loads((tmp_path / "sweep" / "vae" / "config.json").read_text())
     assert config["flags"]["precision"] == "bf16"
-    summary = tmp_path / "lagvae.json"
-    lagvae_evaluation.main(["summarize", str(tmp_path / "sweep"), "--figure", str(tmp_path / "pareto.png"),
-                            "--summary", str(summary), "--kind", "quick", "--command_line", "test",
-                            "--device", "auto", "--n_z_samples", "1"])
-    rows = json.loads(summary.read_text())["rows"]
+    rows = lagvae_evaluation.summarize(tmp_path / "sweep", kind="quick", device="auto", results=tmp_path / "results",
+                                       n_z_samples=1).rows
     assert rows and all(row["ours"] == row["ours"] for row in rows if isinstance(row["ours"], float))
 
 
