@@ -148,8 +148,9 @@ def train(method, make_update, description, argv=None):
             with separate_rng_stream(device, args.seed + done):
                 rows = progress_grid(model, clean_images(train_x[:10], args.dataset), args.display_chain_steps)
             save_labelled_grid(run.samples_dir / f"step{done:07d}.png", rows,
-                               f"{METHOD_NAMES[method]}, {args.dataset} {args.encoder}, {done} of {args.niters} iterations (batch "
-                               f"{args.batch_size}, lr {args.lr}, {args.arch} nets, {args.nz0}/{args.nz1} bits)")
+                               f"{METHOD_NAMES[method]}, {args.dataset} {args.encoder}, {done} of {args.niters} "
+                               f"iterations (batch {args.batch_size}, lr {args.lr}, {args.arch} nets, "
+                               f"{args.nz0}/{args.nz1} bits)")
         bar.set_postfix({name: f"{value.item():.4f}" for name, value in averages.items()}, refresh=False)
 
 

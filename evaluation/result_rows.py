@@ -14,7 +14,8 @@ SUMMARY_KEYS = ("experiment", "kind", "command", "commit", "hardware", "date", "
 KINDS = ("quick", "full")
 # Data files under results/ that are not summaries: the claims and the speed table's layout.
 NOT_SUMMARIES = ("claims.json",)
-NUMBER = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?:\s*±\s*((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))?")
+DECIMAL = r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+NUMBER = re.compile(rf"\s*([-+]?{DECIMAL})(?:\s*±\s*({DECIMAL}))?")
 
 
 def load_summaries(results_dir):

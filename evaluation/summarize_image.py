@@ -57,8 +57,8 @@ def summarize(root, *, kind, device, results):
     if not rows:
         raise ValueError(f"{root} holds no evaluated main_image.py run; run bash run_image.sh first")
     # runs record their hardware in config.json; the summary is made on the machine that ran them
-    hardware = {json.loads((d / "config.json").read_text()).get("hardware") or hardware_description(resolve_device(device))
-                for d in run_dirs}
+    fallback = hardware_description(resolve_device(device))
+    hardware = {json.loads((d / "config.json").read_text()).get("hardware") or fallback for d in run_dirs}
     figures = Path(results) / "figures" / f"image_{kind}"
     figures.mkdir(parents=True, exist_ok=True)
     for run_dir in run_dirs:

@@ -76,7 +76,8 @@ def verdict_of(results, claim_id):
 def set_ours(results, name, method, dataset, metric, value):
     path = results / f"{name}.json"
     summary = json.loads(path.read_text())
-    row, = [row for row in summary["rows"] if (row["method"], row["dataset"], row["metric"]) == (method, dataset, metric)]
+    row, = [row for row in summary["rows"] if (row["method"], row["dataset"], row["metric"]) == (method, dataset,
+                                                                                             metric)]
     row["ours"] = value
     path.write_text(json.dumps(summary))
 
@@ -90,10 +91,12 @@ def set_ours(results, name, method, dataset, metric, value):
      "same direction, larger effect (full)", "reproduced within noise (full)"),
     # a full-scale CVAE no better than the NN with one quadrant
     ("cvae-gap-q1", ("cvae_full", "gap NN - CVAE (Monte Carlo)", "MNIST, 1 input quadrant(s)",
-                     "negative CLL (nats/image)", -0.5), "same direction, smaller effect (full)", "no effect beyond noise (full)"),
+                     "negative CLL (nats/image)", -0.5),
+     "same direction, smaller effect (full)", "no effect beyond noise (full)"),
     # the quadrant gaps no longer shrinking at full scale
     ("cvae-gap-shrinks", ("cvae_full", "gap NN - CVAE (Monte Carlo)", "MNIST, 3 input quadrant(s)",
-                          "negative CLL (nats/image)", 14.0), "reproduced (decreasing) (full)", "not reproduced (full)"),
+                          "negative CLL (nats/image)", 14.0),
+     "reproduced (decreasing) (full)", "not reproduced (full)"),
     # the symmetric chain drifting as far as the ELBO's
     ("symvae-mnist-ladder", ("symvae_quick", "Symmetric", "mnist (ladder)",
                              "Fréchet on PCA-64 pixel features vs test set, limiting chain 1000 steps", 44.0),

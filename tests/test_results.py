@@ -89,7 +89,8 @@ def test_render_puts_claims_first_compact_notes_in_results_md_and_the_rest_in_th
     main, appendix, headline = render_all(results_dir, results_dir.parent)
     assert main.index("## Claims of the papers") < main.index("## Speed") < main.index("## Alpha section")
     # the full-scale Alpha row decides the claim: 0.5 is not within 0.05 of 0.2
-    assert "| Alpha is good (Alpha, Table 1) | FID | 0.2 ± 0.01 | 0.1235 | 0.5 | not reproduced (full) | `bash alpha.sh` |" in main
+    assert ("| Alpha is good (Alpha, Table 1) | FID | 0.2 ± 0.01 | 0.1235 | 0.5 | not reproduced (full) "
+            "| `bash alpha.sh` |") in main
     assert "Alpha reached 0.12; its claim: not reproduced (full)." in main
     assert "| method (cells: quick / full (paper)) | MNIST |" in main
     assert "| Alpha | 0.1235 / 0.5 (0.2 ± 0.01) |" in main and "| B | n/a / - |" in main
@@ -167,8 +168,9 @@ def summarize_into(tmp_path, root, command):
     if not (tmp_path / "README.md").exists():
         (tmp_path / "README.md").write_text(README_BLOCK)
     try:
-        summarize.main(["toy", str(root), "--kind", "quick", "--command", command, "--device", "cpu", "--results",
-                        str(results), "--output", str(tmp_path / "RESULTS.md"), "--readme", str(tmp_path / "README.md")])
+        summarize.main(["toy", str(root), "--kind", "quick", "--command", command, "--device", "cpu",
+                        "--results", str(results), "--output", str(tmp_path / "RESULTS.md"),
+                        "--readme", str(tmp_path / "README.md")])
     except SystemExit as exit:
         return str(exit.code)
     return json.loads((results / "toy_quick.json").read_text())
@@ -267,7 +269,8 @@ def test_bench_summary_renders(tmp_path):
     shutil.copy(REPO / "results" / "claims.json", results)
     main, appendix, _ = render_all(results, tmp_path)
     assert "| CyGen, jacnorm_x | toy | x the ELBO step |" in appendix
-    assert re.search(r"\| toy CyGen step, eager \(lite compatibility\) \(batch 8, [^|]+\) \| [0-9.]+ ms \| not timed \|", main)
+    assert re.search(r"\| toy CyGen step, eager \(lite compatibility\) \(batch 8, [^|]+\) \| [0-9.]+ ms "
+                     r"\| not timed \|", main)
 
 
 def test_read_curves_keeps_numeric_columns_and_blank_cells_as_nan(tmp_path):
