@@ -20,9 +20,8 @@ from data.images import BatchIterator, DatasetNotFoundError, load_image_dataset
 from evaluation.cvae import completion_figure, negative_clls
 from models.cvae import CVAE, BaselineNet
 from objectives.cvae import QUADRANT_SETTINGS, QuadrantTask, baseline_negative_cll, negative_elbo
-from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, capture_rng_state,
-                      check_choices, check_finite, load_checkpoint, progress, resolve_device, restore_rng_state,
-                      run_main, seed_everything, write_json_atomic)
+from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, check_choices, check_ranges,
+                      load_checkpoint, progress, resolve_device, run_main, seed_everything, write_json_atomic)
 
 DEFAULTS = dict(
     quadrants=1, model="cvae",
@@ -103,30 +102,23 @@ def fit(run, args, data, task, device, baseline=None):
     model = build_model(vars(args)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)  # never the baseline's parameters
     best = {"model": {k: v.clone() for k, v in model.state_dict().items()}, "epoch": 0, "valid_loss": math.inf}
-    epochs_since_best = 0
-    if run.resume_state:
-        state = run.resume_state
-        model.load_state_dict(state["models"]["model"])
-        optimizer.load_state_dict(state["optimizers"]["model"])
-        best, epochs_since_best = state["best"], state["epochs_since_best"]
-        restore_rng_state(state["rng"])
-    start_time = time.time() - (run.resume_state.get("elapsed_s", 0.0) if run.resume_state else 0.0)
+    state = run.restore({"model": model}, {"model": optimizer})
+    best, epochs_since_best = state.get("best", best), state.get("epochs_since_best", 0)
     batches = BatchIterator(data.train_x, batch_size=args.batch_size, drop_last=False)
 
     for epoch in range(run.start_step, args.epochs):
         if epochs_since_best >= args.patience:
             break
         model.train()
-        sums = {}
         for images, _ in progress(batches, desc=f"{args.model} q{args.quadrants} epoch {epoch + 1}"):
             loss, parts = loss_terms(model, baseline, task, *task.split(images))
             loss = loss.mean()
-            check_finite(epoch + 1, {"loss": loss, **{k: v.mean() for k, v in parts.items()}}, run)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            for name, value in {"train_loss": loss, **{k: v.mean() for k, v in parts.items()}}.items():
-                sums[name] = sums.get(name, 0.0) + value.detach() * len(images)
+            # Sums over images (the last batch may be smaller), divided by the image count below.
+            run.add_terms({name: value.mean() * len(images) for name, value in {"train_loss": loss, **parts}.items()})
+        sums = run.read_terms(epoch + 1, mean=False)
         model.eval()
         valid_loss = validation_loss(model, baseline, task, data.valid_x, args)
         if valid_loss < best["valid_loss"]:
@@ -135,13 +127,10 @@ def fit(run, args, data, task, device, baseline=None):
             epochs_since_best = 0
         else:
             epochs_since_best += 1
-        run.metrics.log({"step": epoch + 1, **{k: v.item() / len(data.train_x) for k, v in sums.items()},
-                         "valid_loss": valid_loss, "best_epoch": best["epoch"],
-                         "elapsed_s": round(time.time() - start_time, 2)})
-        run.save_checkpoint({"step": epoch + 1, "models": {"model": model.state_dict()},
-                             "optimizers": {"model": optimizer.state_dict()}, "best": best,
-                             "epochs_since_best": epochs_since_best, "rng": capture_rng_state(),
-                             "elapsed_s": time.time() - start_time})
+        run.log({"step": epoch + 1, **{k: v / len(data.train_x) for k, v in sums.items()},
+                 "valid_loss": valid_loss, "best_epoch": best["epoch"], "elapsed_s": round(run.elapsed_s(), 2)})
+        run.save_checkpoint(epoch + 1, {"model": model}, {"model": optimizer}, best=best,
+                            epochs_since_best=epochs_since_best)
         print(f"epoch {epoch + 1}: valid {valid_loss:.3f} (best {best['valid_loss']:.3f} at epoch {best['epoch']})",
               flush=True)
     model.load_state_dict(best["model"])

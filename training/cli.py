@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .runs import ConfigError, NonFiniteLossError
+from .runs import ConfigError, NonFiniteLossError, release_run_folders
 
 
 def add_common_args(parser, length_flag, default_length, default_run_dir=None):
@@ -14,13 +14,21 @@ def add_common_args(parser, length_flag, default_length, default_run_dir=None):
     script_name = Path(sys.argv[0]).stem
     parser.add_argument("--run_dir", default=default_run_dir or f"runs/{script_name}",
                         help="folder for config.json, metrics.csv, checkpoint.pt and samples/ (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of torch, numpy and random (default: %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of torch, numpy and random (default: %(default)s)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto picks cuda when available (default: %(default)s)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from run_dir/checkpoint.pt; starts fresh when there is none")
-    parser.add_argument(f"--{length_flag}", type=int, default=default_length,
+    parser.add_argument(f"--{length_flag}", type=non_negative_int, default=default_length,
                         help="length of training (default: %(default)s)")
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def parse_bool(text):
@@ -51,6 +59,17 @@ def check_choices(parser, args, choices):
             parser.error(f"--{name} {getattr(args, name)!r} is not one of {', '.join(map(str, allowed))}")
 
 
+def check_ranges(parser, args, positive=(), non_negative=(), fraction=()):
+    """parser.error (exit 2, before anything is written) naming every flag whose value is out of its range:
+    positive (> 0), non_negative (>= 0), fraction (in [0, 1), e.g. Adam's betas)."""
+    ranges = [(positive, lambda value: value > 0, "> 0"), (non_negative, lambda value: value >= 0, ">= 0"),
+              (fraction, lambda value: 0 <= value < 1, "in [0, 1)")]
+    wrong = [f"--{name} {getattr(args, name)} (must be {allowed})" for names, holds, allowed in ranges
+             for name in names if not holds(getattr(args, name))]
+    if wrong:
+        parser.error("out of range: " + ", ".join(wrong))
+
+
 def resolve_device(name):
     """'auto' -> cuda when available, else cpu; 'cuda' without a usable GPU exits with the reason."""
     if name == "auto":
@@ -72,8 +91,11 @@ def progress(iterable, total=None, initial=0, desc=None):
 
 
 def run_main(main):
-    """Run main(); a bad configuration or a diverged loss exits with status 1 and its message, no traceback."""
+    """Run main(); a bad configuration or input file, or a diverged loss, exits with status 1 and its message, no
+    traceback. The run folders main() held are released when it returns (in-process callers run several)."""
     try:
         main()
     except (ConfigError, NonFiniteLossError) as error:
         raise SystemExit(f"error: {error}") from error
+    finally:
+        release_run_folders()
