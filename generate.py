@@ -14,7 +14,7 @@ from torchvision.utils import save_image
 
 from evaluation.samples import save_sample_tensor
 from evaluation.symvae import limiting_chain, load_trained_model, separate_rng_stream
-from training import resolve_device, run_main
+from training import check_ranges, resolve_device, run_main
 
 
 def parse_args(argv=None):
@@ -29,8 +29,7 @@ def parse_args(argv=None):
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.chain_steps < 0 or args.n_grid <= 0 or args.save_samples < 0:
-        parser.error("--chain_steps and --save_samples must be non-negative and --n_grid positive")
+    check_ranges(parser, args, positive=("n_grid",), non_negative=("chain_steps", "save_samples", "seed"))
     if args.out and not args.save_samples:
         parser.error("--out names the file of --save_samples N; pass --save_samples too")
     return args

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from data.images import BatchIterator, DatasetNotFoundError, load_image_dataset
+from data.images import BatchIterator, load_image_dataset
 from evaluation.cvae import completion_figure, negative_clls
 from models.cvae import CVAE, BaselineNet
 from objectives.cvae import QUADRANT_SETTINGS, QuadrantTask, baseline_negative_cll, negative_elbo
@@ -37,7 +37,7 @@ DEFAULTS = dict(
 CHOICES = dict(quadrants=QUADRANT_SETTINGS, model=("nn", "cvae"))
 MODEL_KEYS = ("quadrants", "model", "baseline_run", "z_dim", "hidden_1", "hidden_2", "gen_uses_x", "data_root",
               "n_valid", "n_train")
-POSITIVE = ("z_dim", "hidden_1", "hidden_2", "batch_size", "patience", "n_samples", "eval_batch_size", "epochs")
+POSITIVE = ("z_dim", "hidden_1", "hidden_2", "batch_size", "lr", "patience", "n_samples", "eval_batch_size", "epochs")
 
 
 def parse_args(argv=None):
@@ -46,21 +46,14 @@ def parse_args(argv=None):
     add_flags_from_defaults(parser, DEFAULTS)
     args = parser.parse_args(argv)
     check_choices(parser, args, CHOICES)
-    not_positive = [f"--{name} {getattr(args, name)}" for name in POSITIVE if getattr(args, name) <= 0]
-    if not_positive:
-        parser.error(f"{', '.join(not_positive)}: must be positive")
-    if min(args.n_train, args.n_test, args.n_figure_digits) < 0 or not args.lr > 0:
-        parser.error("--n_train, --n_test and --n_figure_digits must be >= 0 (0 = all, resp. no figure), --lr > 0")
+    check_ranges(parser, args, positive=POSITIVE, non_negative=("n_valid", "n_train", "n_test", "n_figure_digits"))
     if args.baseline_run and args.model != "cvae":
         parser.error("--baseline_run is the frozen baseline of a CVAE; it needs --model cvae")
     return args
 
 
 def load_data(args, device):
-    try:
-        data = load_image_dataset("mnist", args.data_root, device=device, n_valid=args.n_valid)
-    except (DatasetNotFoundError, ValueError) as error:
-        raise ConfigError(str(error)) from error
+    data = load_image_dataset("mnist", args.data_root, device=device, n_valid=args.n_valid)
     if args.n_train > len(data.train_x):
         raise ConfigError(f"--n_train {args.n_train} exceeds the {len(data.train_x)} training images left after "
                           f"--n_valid {args.n_valid}; lower one of them (0 = all)")
@@ -139,7 +132,8 @@ def fit(run, args, data, task, device, baseline=None):
 
 def load_baseline(baseline_run, args, device):
     """The best model of a finished --model nn run on the same task and the same validation split."""
-    state = load_checkpoint(Path(baseline_run) / "checkpoint.pt")
+    state = load_checkpoint(Path(baseline_run) / "checkpoint.pt",
+                            advice="Pass --baseline_run a finished --model nn run folder (or leave it empty).")
     flags = state["config"]["flags"]
     mismatched = [] if flags.get("model") == "nn" else [f"--model {flags.get('model')!r} (a baseline is nn)"]
     mismatched += [f"--{key} {flags.get(key)!r} (here {getattr(args, key)!r})"
@@ -168,8 +162,8 @@ def train_baseline(args, data, task, device):
 def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
+    data = load_data(args, device)  # before the run folder: a bad dataset writes nothing
     run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
-    data = load_data(args, device)
     task = QuadrantTask(args.quadrants, device)
     baseline = None
     if args.model == "cvae" and args.baseline_run:

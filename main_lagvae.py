@@ -121,6 +121,7 @@ def report_pinned_multipliers(multipliers, means, args, already_reported):
 def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
+    train_x, heldout = load_data(args, device)  # before the run folder: a bad dataset writes nothing
     run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
     seed_everything(args.seed)
     encoder = GaussianMLPEncoder(args.z_dim, args.width).to(device)
@@ -137,7 +138,6 @@ def main(argv=None):
             multipliers.copy_(state["multipliers"])
     elif args.init_from:
         load_initial_networks(encoder, decoder, args.init_from)
-    train_x, heldout = load_data(args, device)
     warn_if_infeasible(args)
 
     n_steps = args.epochs * (len(train_x) // args.batch_size)

@@ -100,11 +100,11 @@ def train(method, make_update, description, argv=None):
     holding its optimisers in .optimizers."""
     args = parse_args(method, description, argv)
     device = resolve_device(args.device)
+    # A held-out test set is kept (n_valid=0: 60k train, 10k test); --train_on_all trains on all 70k as the
+    # official code did. Loaded before the run folder: a bad dataset writes nothing.
+    splits = load_image_dataset(args.dataset, data_root=args.data_root, device=device, n_valid=0)
     run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
     seed_everything(args.seed)
-    # A held-out test set is kept (n_valid=0: 60k train, 10k test); --train_on_all trains on all 70k as the
-    # official code did.
-    splits = load_image_dataset(args.dataset, data_root=args.data_root, device=device, n_valid=0)
     train_x = torch.cat([splits.train_x, splits.test_x]) if args.train_on_all else splits.train_x
     model = build_model(**{key: getattr(args, key) for key in MODEL_FLAGS}).to(device)
     update = make_update(model, args.lr)

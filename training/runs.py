@@ -157,7 +157,7 @@ def load_checkpoint(path, advice="Delete it or choose another --run_dir."):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types for a truncated or foreign file
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        first_line = str(error).strip().splitlines()[0][:100] if str(error).strip() else ""
         raise ConfigError(
             f"{path} is not a readable checkpoint ({type(error).__name__}: {first_line}). {advice}") from error
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
@@ -374,12 +374,12 @@ class RunFolder:
         self.config = self._describe_run()
         try:
             remove_stale_temporaries(self.path)
+            self.metrics = MetricsLog(self.path / "metrics.csv", keep_up_to_step=self.checkpoint_step)
             self.samples_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.path / "config.json", self.config)
         except OSError as error:
             raise ConfigError(f"cannot write into --run_dir {self.path} ({error.strerror or error}): "
                               "choose a writable folder with --run_dir.") from error
-        self.metrics = MetricsLog(self.path / "metrics.csv", keep_up_to_step=self.checkpoint_step)
         self.terms = TermSums()
         self._terms_since = self.start_step
         self._clock_start = time.time() - (self.resume_state.get("elapsed_s", 0.0) if self.resume_state else 0.0)
