@@ -86,13 +86,20 @@ def kl_weight(epoch, args):
     return k / args.warm_up * 2 * args.kl_beta if k < args.warm_up / 2 else args.kl_beta
 
 
-def enter_phase(phase, encoder, decoder, args):
-    """Decoder variance, base-noise clamp and optimizer of a phase (the official code restarts Adamax)."""
+def set_phase_variances(phase, encoder, decoder, args):
+    """The decoder variance and base-noise clamp of a phase."""
     if phase == "warmup":
         decoder.variance, encoder.e_clamp = args.warm_p_var, None
-        groups = [{"params": [*encoder.parameters(), *decoder.parameters()], "lr": args.warm_lr}]
     else:
         decoder.variance, encoder.e_clamp = args.set_p_var, args.vae_clamp
+
+
+def enter_phase(phase, encoder, decoder, args):
+    """Decoder variance, base-noise clamp and optimizer of a phase (the official code restarts Adamax)."""
+    set_phase_variances(phase, encoder, decoder, args)
+    if phase == "warmup":
+        groups = [{"params": [*encoder.parameters(), *decoder.parameters()], "lr": args.warm_lr}]
+    else:
         groups = [{"params": encoder.parameters(), "lr": args.lr},
                   {"params": decoder.parameters(), "lr": args.lr * args.lr_ratio_dec}]
     return torch.optim.Adamax(groups, eps=1e-7)
@@ -233,9 +240,13 @@ def main(argv=None):
             run.follow_up(run.copy_checkpoint, run.path / WARM_UP_CHECKPOINT)
         if done in (args.warm_up, total_epochs):
             tag = "warmup" if done == args.warm_up else "final"
+            # The grids of the epoch just trained, with its phase's variances (on resume the next phase's are set).
+            variances = decoder.variance, encoder.e_clamp
+            set_phase_variances(phase_at(done - 1, args), encoder, decoder, args)
             with separate_rng_stream(device, args.seed + done):
                 run.follow_up(lambda *paths: save_grids(paths, encoder, decoder, splits, args, device),
                               *[run.samples_dir / f"{tag}_{name}.png" for name in GRIDS])
+            decoder.variance, encoder.e_clamp = variances
     run.redo_follow_ups(follow_ups)
 
     for epoch in range(start, total_epochs):

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,8 @@ import main_toy
 from bench.counting import DispatchCounter
 from evaluation.samples import save_sample_tensor
 from training import RunFolder, run_main
-from training.runs import LOCK_FILE
-from tests.scripts import REPO, read_metrics
+from training.runs import LOCK_FILE, release_run_folders
+from tests.scripts import REPO, read_metrics, run_script
 
 
 @dataclass
@@ -443,3 +444,95 @@ def test_bad_input_gets_one_clear_error_and_changes_nothing(script, name, tmp_pa
     assert {path: digest for path, digest in after.items() if path in before} == before, "a written file changed"
     fresh = paths["run"].relative_to(tmp_path)
     assert all(path.parts[0] == fresh.name for path in set(after) - set(before)), "files outside a fresh run folder"
+
+
+def test_a_real_divergence_resumes_with_a_lower_lr(tmp_path):
+    """The issue's example: --lr 1 with a log point every step diverges a few steps in; the checkpoint of the step
+    before the nan holds parameters whose next loss is the nan, so it is set aside and the one before restored,
+    and --resume --lr 1e-3 trains to the end."""
+    argv = loop_argv("main_toy", tmp_path, "--niters", "12", "--eval_every", "1", "--plot_every", "12")
+    stopped = run_in_process(main_toy.main, [*argv, "--lr", "1"])
+    assert stopped.code == 1 and "diverged at its first update" in stopped.err and "is restored" in stopped.err
+    restored = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"]
+    resumed = run_in_process(main_toy.main, [*argv, "--lr", "1e-3", "--resume"])
+    assert resumed.code == 0, resumed.err
+    rows = read_metrics(tmp_path)
+    assert [int(row["step"]) for row in rows] == list(range(1, 13)) and restored < 12
+    assert all(math.isfinite(float(row["train_loss"])) for row in rows)
+
+
+# ---- lock, torn row, kill after a checkpoint, optimizer flags on resume ------------------------------------------
+
+def test_a_second_process_on_a_run_folder_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    RunFolder(run_dir, {"seed": 0}, model_keys=())  # this process holds the folder, as a running script does
+    try:
+        second = run_script("main_toy.py", *loop_argv("main_toy", run_dir), check=False)
+    finally:
+        release_run_folders()
+    assert second.returncode == 1 and "Traceback" not in second.stderr
+    assert f"is in use by process {os.getpid()}" in second.stderr and "choose another --run_dir" in second.stderr
+    assert not (run_dir / "metrics.csv").exists() and not (run_dir / "checkpoint.pt").exists()
+
+
+@contextlib.contextmanager
+def killed_after_checkpoint(step):
+    """SIGKILL right after the checkpoint of `step` is written, before the files that follow it."""
+    follow_up = RunFolder.follow_up
+
+    def dying_follow_up(run, write, *paths):
+        if run.checkpoint_step == step and not run._redoing_follow_ups:
+            raise SystemExit(137)
+        follow_up(run, write, *paths)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RunFolder, "follow_up", dying_follow_up)
+        yield
+
+
+def test_a_torn_last_row_is_repaired_on_resume(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert run_in_process(main_toy.main, loop_argv("main_toy", straight)).code == 0
+    with killed_after_checkpoint(4):
+        assert run_in_process(main_toy.main, loop_argv("main_toy", killed)).code == 137
+    with open(killed / "metrics.csv", "a") as metrics:  # then killed during the append of step 6: a torn row
+        metrics.write("6,elbo,1.2")
+    resumed = run_in_process(main_toy.main, loop_argv("main_toy", killed, "--resume"))
+    assert resumed.code == 0 and "dropped the torn last row '6,elbo,1.2'" in resumed.out
+    assert read_metrics(killed) == read_metrics(straight)
+
+
+def test_files_after_a_checkpoint_appear_on_resume(tmp_path):
+    """Killed after the warm-up's checkpoint and again after the final one: on each resume warmup_checkpoint.pt,
+    the warm-up grids and the final grids appear, the same as an uninterrupted run's."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    argv = ["--epochs", "1", "--save_samples", "2"]
+    assert run_in_process(main_image.main, loop_argv("main_image", straight, *argv)).code == 0
+    for step in (1, 2):
+        with killed_after_checkpoint(step):
+            resume = ["--resume"] if step > 1 else []
+            assert run_in_process(main_image.main, loop_argv("main_image", killed, *argv, *resume)).code == 137
+        assert not (killed / "samples" / ("warmup_recon.png" if step == 1 else "final_recon.png")).exists()
+    assert run_in_process(main_image.main, loop_argv("main_image", killed, *argv, "--resume")).code == 0
+    figures = sorted(path.name for path in (straight / "samples").glob("*.png"))
+    assert len(figures) == 8 and sorted(path.name for path in (killed / "samples").glob("*.png")) == figures
+    assert all((straight / "samples" / name).read_bytes() == (killed / "samples" / name).read_bytes()
+               for name in figures)
+    warm_ups = [torch.load(run / "warmup_checkpoint.pt", weights_only=True) for run in (straight, killed)]
+    assert warm_ups[0]["step"] == warm_ups[1]["step"] == 1
+    assert all(torch.equal(warm_ups[0]["models"]["encoder"][key], value)
+               for key, value in warm_ups[1]["models"]["encoder"].items())
+    assert read_metrics(killed) == read_metrics(straight)
+
+
+def test_optimizer_flags_changed_on_resume_are_applied(tmp_path):
+    argv = loop_argv("main_lagvae", tmp_path)
+    assert run_in_process(main_lagvae.main, [*argv, "--epochs", "1"]).code == 0
+    resumed = run_in_process(main_lagvae.main, [*argv, "--lambda_lr", "0.002", "--beta1", "0.6", "--lr", "3e-4",
+                                                "--resume"])
+    assert resumed.code == 0, resumed.err
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    model, multipliers = (state["optimizers"][name]["param_groups"][0] for name in ("model", "multipliers"))
+    assert (model["lr"], model["betas"], multipliers["lr"]) == (3e-4, (0.6, 0.999), 0.002)
+    change = json.loads((tmp_path / "config.json").read_text())["changed_on_resume"][-1]
+    assert change["step"] == 4 and set(change["flags"]) == {"epochs", "lambda_lr", "beta1", "lr"}
+    assert "optimizer 'multipliers' group 0: lr 0.001 -> 0.002" in change["optimizers"]
