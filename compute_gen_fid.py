@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from data.images import IMAGE_DATASETS
-from evaluation.domain_classifier import domain_metrics, load_classifier
+from evaluation.domain_classifier import domain_metrics, grayscale_if_gray, load_classifier
 from evaluation.fid import (FID_DIMS, REFERENCE_SPLITS, Statistics, binarize, dataset_images, frechet_distance,
                             full_rank, inception_features, load_images, load_inception, reference_statistics,
                             reference_statistics_path)
@@ -85,9 +85,10 @@ def input_images(spec, n, reference_shape, data_root):
         return torch.randint(0, 256, (n, *reference_shape), generator=torch.Generator().manual_seed(0),
                              dtype=torch.uint8)
     images = load_images(spec)
-    if tuple(images.shape[1:]) != tuple(reference_shape):
-        raise ConfigError(f"{spec} holds images of shape {tuple(images.shape[1:])}, the reference's are "
-                          f"{tuple(reference_shape)}: score samples against the --dataset their model was trained on")
+    shape = tuple(grayscale_if_gray(images[:1], reference_shape[0]).shape[1:])  # PNGs of gray images load as RGB
+    if shape != tuple(reference_shape):
+        raise ConfigError(f"{spec} holds images of shape {shape}, the reference's are {tuple(reference_shape)}: "
+                          "score samples against the --dataset their model was trained on")
     if len(images) < n:
         raise ConfigError(f"{spec} holds {len(images)} images, fewer than --n_samples {n}: lower --n_samples or "
                           "save more samples")
