@@ -28,7 +28,7 @@ from evaluation.fid import (FID_DIMS, REFERENCE_SPLITS, Statistics, binarize, da
                             full_rank, inception_features, load_images, load_inception, reference_statistics,
                             reference_statistics_path)
 from evaluation.summary import hardware_description, write_summary
-from training import ConfigError, resolve_device, run_main
+from training import ConfigError, add_device_arg, add_precision_arg, apply_precision, resolve_device, run_main
 
 METRICS = {"fid": ("fid",), "domain": ("domain",), "all": ("fid", "domain")}
 DOMAIN_METRIC_NAMES = {"classifier_fd": "Fréchet distance, classifier features",
@@ -50,7 +50,8 @@ def parse_args(argv=None):
     parser.add_argument("--metric", choices=tuple(METRICS), default="fid", help="(default: %(default)s)")
     parser.add_argument("--dims", type=int, choices=FID_DIMS, default=2048, help="(default: %(default)s)")
     parser.add_argument("--batch_size", type=int, default=50, help="(default: %(default)s)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="(default: %(default)s)")
+    add_device_arg(parser)
+    add_precision_arg(parser, bf16_refused_because="FID is defined on float32 Inception features")
     parser.add_argument("--data_root", default="datasets", help="(default: %(default)s)")
     parser.add_argument("--cache_dir", default="runs/evaluation_cache",
                         help="reference statistics and classifiers (default: %(default)s)")
@@ -98,6 +99,7 @@ def input_images(spec, n, reference_shape, data_root):
 def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
+    apply_precision(args.precision, device, cudnn_benchmark=True)  # batches of one shape
     reference = dataset_images(args.dataset, args.split, args.n_reference, args.data_root)
     if args.binarize_reference is not None:
         reference = binarize(reference, args.binarize_reference)

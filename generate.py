@@ -3,6 +3,9 @@ samples (the chain x -> z ~ q(z|x) -> x' ~ p(x|z), started from a random-code sa
 
     python generate.py --run_dir runs/main_sym                         # grids in run_dir/samples/
     python generate.py --run_dir runs/main_sym --save_samples 70000 --mode limiting   # tensor file for FID
+
+--save_samples draws --sample_batch_size chains at a time and gathers them on the CPU as uint8, so the device holds
+one batch of chains (70,000 limiting chains in one batch took ~15 GB).
 """
 import compat  # noqa: F401  (first: torchvision shim)
 
@@ -12,9 +15,9 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from evaluation.samples import save_sample_tensor
+from evaluation.samples import quantize, save_sample_tensor
 from evaluation.symvae import limiting_chain, load_trained_model, separate_rng_stream
-from training import check_ranges, resolve_device, run_main
+from training import add_device_arg, add_precision_arg, apply_precision, check_ranges, resolve_device, run_main
 
 
 def parse_args(argv=None):
@@ -25,11 +28,16 @@ def parse_args(argv=None):
     parser.add_argument("--save_samples", type=int, default=0, help="write this many samples as a tensor file")
     parser.add_argument("--mode", choices=("random", "limiting"), default="limiting",
                         help="which samples --save_samples writes (default: limiting)")
+    parser.add_argument("--sample_batch_size", type=int, default=10000,
+                        help="chains drawn at a time for --save_samples (default: %(default)s)")
     parser.add_argument("--out", default=None, help="tensor file (default: run_dir/samples_<mode>_<N>.pt)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_device_arg(parser)
+    add_precision_arg(parser, bf16_refused_because="sampling draws Bernoulli bits from the model's probabilities, "
+                                                   "which bfloat16 would round")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    check_ranges(parser, args, positive=("n_grid",), non_negative=("chain_steps", "save_samples", "seed"))
+    check_ranges(parser, args, positive=("n_grid", "sample_batch_size"),
+                 non_negative=("chain_steps", "save_samples", "seed"))
     if args.out and not args.save_samples:
         parser.error("--out names the file of --save_samples N; pass --save_samples too")
     return args
@@ -44,9 +52,16 @@ def samples(model, n, mode, chain_steps):
     return images
 
 
+def batched_samples(model, n, mode, chain_steps, batch_size):
+    """n samples drawn batch_size at a time from one random stream, each batch quantised to uint8 on the CPU."""
+    return torch.cat([quantize(samples(model, min(batch_size, n - start), mode, chain_steps)).cpu()
+                      for start in range(0, n, batch_size)])
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
+    apply_precision(args.precision, device, cudnn_benchmark=True)
     model, _, step = load_trained_model(args.run_dir, device)
     samples_dir = Path(args.run_dir) / "samples"
     samples_dir.mkdir(exist_ok=True)
@@ -57,7 +72,8 @@ def main(argv=None):
             print(f"wrote {path}")
         if args.save_samples:
             out = args.out or Path(args.run_dir) / f"samples_{args.mode}_{args.save_samples}.pt"
-            save_sample_tensor(out, samples(model, args.save_samples, args.mode, args.chain_steps))
+            save_sample_tensor(out, batched_samples(model, args.save_samples, args.mode, args.chain_steps,
+                                                    args.sample_batch_size))
             print(f"wrote {args.save_samples} {args.mode} samples to {out}")
 
 

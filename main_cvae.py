@@ -20,8 +20,9 @@ from data.images import BatchIterator, load_image_dataset
 from evaluation.cvae import completion_figure, negative_clls
 from models.cvae import CVAE, BaselineNet
 from objectives.cvae import QUADRANT_SETTINGS, QuadrantTask, baseline_negative_cll, negative_elbo
-from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, check_choices, check_ranges,
-                      load_checkpoint, progress, resolve_device, run_main, seed_everything, write_json_atomic)
+from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, apply_precision,
+                      check_choices, check_ranges, load_checkpoint, progress, resolve_device, run_main,
+                      seed_everything, write_json_atomic)
 
 DEFAULTS = dict(
     quadrants=1, model="cvae",
@@ -91,9 +92,10 @@ def fit(run, args, data, task, device, baseline=None):
     """Train with early stopping on the validation loss; returns the model at its best epoch and that epoch.
 
     The checkpoint after every epoch holds the current model (for --resume) and the best one (to restore)."""
+    autocast = apply_precision(args.precision, device)
     seed_everything(args.seed)
     model = build_model(vars(args)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)  # never the baseline's parameters
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, foreach=True)  # never the baseline's parameters
     best = {"model": {k: v.clone() for k, v in model.state_dict().items()}, "epoch": 0, "valid_loss": math.inf}
     state = run.restore({"model": model}, {"model": optimizer})
     best, epochs_since_best = state.get("best", best), state.get("epochs_since_best", 0)
@@ -104,7 +106,8 @@ def fit(run, args, data, task, device, baseline=None):
             break
         model.train()
         for images, _ in progress(batches, desc=f"{args.model} q{args.quadrants} epoch {epoch + 1}"):
-            loss, parts = loss_terms(model, baseline, task, *task.split(images))
+            with autocast():
+                loss, parts = loss_terms(model, baseline, task, *task.split(images))
             loss = loss.mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -10,6 +10,8 @@ checkpoints and resume are main_sym.py's.
 """
 import compat  # noqa: F401  (first: torchvision shim)
 
+import contextlib
+
 import torch
 
 from main_sym import minimise, train
@@ -18,12 +20,13 @@ from training import run_main
 
 
 class ElboUpdate:
-    def __init__(self, model, lr):
-        self.model = model
-        self.optimizers = {"model": torch.optim.Adam(model.parameters(), lr=lr)}
+    def __init__(self, model, lr, autocast=contextlib.nullcontext):
+        self.model, self.autocast = model, autocast
+        self.optimizers = {"model": torch.optim.Adam(model.parameters(), lr=lr, foreach=True)}
 
     def __call__(self, x):
-        loss, terms = elbo_loss(self.model, x)
+        with self.autocast():
+            loss, terms = elbo_loss(self.model, x)
         minimise(self.optimizers["model"], loss)
         return terms
 

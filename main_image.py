@@ -26,8 +26,10 @@ from models.image import image_decoder, image_encoder
 from objectives.cygen import COMPATIBILITY_VARIANTS, compatibility_terms, cygen_loss
 from objectives.vae import dae_loss, elbo_loss
 from sampling.chains import gibbs_chain, x_langevin
-from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, check_choices, check_ranges,
-                      load_checkpoint, progress, resolve_device, run_main, seed_everything, separate_rng_stream)
+from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, apply_precision,
+                      check_choices, check_ranges, load_checkpoint, progress, resolve_device, run_main,
+                      seed_everything, separate_rng_stream)
+from training.precision import CYGEN_BF16_REFUSAL
 from training.runs import check_same_model_flags
 
 DEFAULTS = dict(
@@ -60,7 +62,7 @@ METRIC_COLUMNS = ("step", "phase", "train_loss", "recon", "kl", "compat", "valid
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser, length_flag="epochs", default_length=10)
+    add_common_args(parser, length_flag="epochs", default_length=10, bf16_refused_because=CYGEN_BF16_REFUSAL)
     add_flags_from_defaults(parser, DEFAULTS)
     args = parser.parse_args(argv)
     check_choices(parser, args, CHOICES)
@@ -102,7 +104,9 @@ def enter_phase(phase, encoder, decoder, args):
     else:
         groups = [{"params": encoder.parameters(), "lr": args.lr},
                   {"params": decoder.parameters(), "lr": args.lr * args.lr_ratio_dec}]
-    return torch.optim.Adamax(groups, eps=1e-7)
+    # foreach: one kernel per operation over all tensors (torch's CUDA default, written out so that the CPU runs the
+    # same path and bench/counting.py counts what a GPU launches); bitwise the for-loop's result on the CPU.
+    return torch.optim.Adamax(groups, eps=1e-7, foreach=True)
 
 
 def cygen_batch_loss(encoder, decoder, x, args):
@@ -213,6 +217,7 @@ def warm_start_state(run, args):
 def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
+    apply_precision(args.precision, device, cudnn_benchmark=True)  # fp32 or tf32: no autocast; fixed batch shapes
     splits = load_image_dataset(args.dataset, args.data_root, device=device, n_valid=None)
     if splits.shape != encoder_input_shape(args):
         raise ConfigError(f"{splits.source}: {args.dataset} images of shape {splits.shape}, expected "

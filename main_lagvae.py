@@ -27,8 +27,8 @@ from models.lagvae import BernoulliMLPDecoder, GaussianMLPEncoder, binarize
 from objectives.lagvae import (MULTIPLIER_RANGE, constraint_violations, consistency_terms, information_objective,
                                initial_multipliers, lagrangian, mmd_noise_floor, multiplier_ascent_step,
                                multiplier_optimizer, multipliers_at_clip)
-from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, check_ranges,
-                      load_checkpoint, progress, resolve_device, run_main, seed_everything)
+from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, apply_precision,
+                      check_ranges, load_checkpoint, progress, resolve_device, run_main, seed_everything)
 
 DEFAULTS = dict(
     method="lagvae", mi=0.0,
@@ -121,6 +121,7 @@ def report_pinned_multipliers(multipliers, means, args, already_reported):
 def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
+    autocast = apply_precision(args.precision, device)
     train_x, heldout = load_data(args, device)  # before the run folder: a bad dataset writes nothing
     run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
     seed_everything(args.seed)
@@ -128,7 +129,7 @@ def main(argv=None):
     decoder = BernoulliMLPDecoder(args.z_dim, args.width).to(device)
     # One Adam for the model, stepped once per batch (the official code stepped one instance twice).
     optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=args.lr,
-                                 betas=(args.beta1, 0.999))
+                                 betas=(args.beta1, 0.999), foreach=True)
     multipliers = initial_multipliers(device)
     lambda_optimizer = multiplier_optimizer(multipliers, args.lambda_lr)
     models, optimizers = {"encoder": encoder, "decoder": decoder}, {"model": optimizer, "multipliers": lambda_optimizer}
@@ -152,12 +153,13 @@ def main(argv=None):
                    total=n_steps, initial=run.start_step, desc=f"{args.method} mi={args.mi:g}")
     for step, x_uint8 in bar:
         x = binarize(x_uint8)  # dynamic binarisation: a fresh Bernoulli draw of every batch
-        terms = consistency_terms(encoder, decoder, x)
-        if args.method == "lagvae":
-            l1, l2 = multipliers.detach().unbind()
-            loss = lagrangian(terms, args.mi, l1, l2, args.e1, args.e2)
-        else:
-            loss = information_objective(terms, args.mi, args.e1, args.e2)
+        with autocast():
+            terms = consistency_terms(encoder, decoder, x)
+            if args.method == "lagvae":
+                l1, l2 = multipliers.detach().unbind()
+                loss = lagrangian(terms, args.mi, l1, l2, args.e1, args.e2)
+            else:
+                loss = information_objective(terms, args.mi, args.e1, args.e2)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

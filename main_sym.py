@@ -11,6 +11,7 @@ same model by the ELBO through the same loop (train() below).
 import compat  # noqa: F401  (first: torchvision shim)
 
 import argparse
+import contextlib
 
 import torch
 from torchvision.utils import save_image
@@ -20,8 +21,8 @@ from evaluation.symvae import (MODEL_FLAGS, mean_squared_weight, mutual_informat
                                separate_rng_stream)
 from models.binary_hvae import ARCHITECTURES, ENCODER_ORDERS, LIKELIHOODS, build_model
 from objectives.symvae import clean_images, decoder_step_loss, encoder_step_loss, training_noise
-from training import (RunFolder, add_common_args, add_flags_from_defaults, check_choices, check_ranges, progress,
-                      resolve_device, run_main, seed_everything, write_json_atomic)
+from training import (RunFolder, add_common_args, add_flags_from_defaults, apply_precision, check_choices,
+                      check_ranges, progress, resolve_device, run_main, seed_everything, write_json_atomic)
 
 DEFAULTS = dict(  # the README's settings; the official --stepsize default 1e-8 would not learn
     dataset="mnist", encoder="ladder", arch="conv", nz0=30, nz1=100,
@@ -62,17 +63,20 @@ def minimise(optimizer, loss):
 
 class SymmetricUpdate:
     """One iteration: the decoder step on encoder samples of data, then the encoder step on ancestral samples of the
-    already updated decoder. Two optimisers: neither step moves the other side."""
+    already updated decoder. Two optimisers: neither step moves the other side. `autocast` (training.apply_precision)
+    wraps each loss, never its backward pass."""
 
-    def __init__(self, model, lr):
-        self.model = model
-        self.optimizers = {"decoder": torch.optim.Adam(model.decoder_parameters(), lr=lr),
-                           "encoder": torch.optim.Adam(model.encoder.parameters(), lr=lr)}
+    def __init__(self, model, lr, autocast=contextlib.nullcontext):
+        self.model, self.autocast = model, autocast
+        self.optimizers = {"decoder": torch.optim.Adam(model.decoder_parameters(), lr=lr, foreach=True),
+                           "encoder": torch.optim.Adam(model.encoder.parameters(), lr=lr, foreach=True)}
 
     def __call__(self, x):
-        loss, decoder_terms = decoder_step_loss(self.model, x)
+        with self.autocast():
+            loss, decoder_terms = decoder_step_loss(self.model, x)
         minimise(self.optimizers["decoder"], loss)
-        loss, encoder_terms = encoder_step_loss(self.model, len(x))
+        with self.autocast():
+            loss, encoder_terms = encoder_step_loss(self.model, len(x))
         minimise(self.optimizers["encoder"], loss)
         return {**decoder_terms, **encoder_terms}
 
@@ -96,10 +100,11 @@ def log_statistics(run, step, model, averages, x, args, device):
 
 
 def train(method, make_update, description, argv=None):
-    """The loop shared by main_sym.py and main_elbo.py; make_update(model, lr) returns a callable x -> loss terms
-    holding its optimisers in .optimizers."""
+    """The loop shared by main_sym.py and main_elbo.py; make_update(model, lr, autocast) returns a callable
+    x -> loss terms holding its optimisers in .optimizers."""
     args = parse_args(method, description, argv)
     device = resolve_device(args.device)
+    autocast = apply_precision(args.precision, device, cudnn_benchmark=True)  # one batch shape throughout
     # A held-out test set is kept (n_valid=0: 60k train, 10k test); --train_on_all trains on all 70k as the
     # official code did. Loaded before the run folder: a bad dataset writes nothing.
     splits = load_image_dataset(args.dataset, data_root=args.data_root, device=device, n_valid=0)
@@ -107,7 +112,7 @@ def train(method, make_update, description, argv=None):
     seed_everything(args.seed)
     train_x = torch.cat([splits.train_x, splits.test_x]) if args.train_on_all else splits.train_x
     model = build_model(**{key: getattr(args, key) for key in MODEL_FLAGS}).to(device)
-    update = make_update(model, args.lr)
+    update = make_update(model, args.lr, autocast)
     state = run.restore({"model": model}, update.optimizers)
     averages = {name: value.to(device) for name, value in state.get("moving_averages", {}).items()}
 
@@ -139,6 +144,7 @@ def train(method, make_update, description, argv=None):
             run.save_checkpoint(done, {"model": model}, update.optimizers, moving_averages=averages)
         follow_ups(done)
         bar.set_postfix({name: f"{value.item():.4f}" for name, value in averages.items()}, refresh=False)
+
 
 if __name__ == "__main__":
     run_main(lambda: train("symmetric", SymmetricUpdate, __doc__))

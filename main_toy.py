@@ -17,8 +17,9 @@ from models.toy import Discriminator, toy_decoder, toy_encoder
 from objectives.adversarial import discriminator_loss, fake_pair, generator_loss
 from objectives.cygen import COMPATIBILITY_VARIANTS, cygen_loss
 from objectives.vae import dae_loss, elbo_loss
-from training import (RunFolder, add_common_args, add_flags_from_defaults, check_choices, check_ranges, progress,
-                      resolve_device, run_main, seed_everything, separate_rng_stream)
+from training import (RunFolder, add_common_args, add_flags_from_defaults, apply_precision, check_choices,
+                      check_ranges, progress, resolve_device, run_main, seed_everything, separate_rng_stream)
+from training.precision import CYGEN_BF16_REFUSAL
 
 DEFAULTS = dict(
     data="pinwheel", method="cygen",
@@ -43,7 +44,7 @@ PRIOR_BASED = ("elbo", "bigan", "gibbsnet")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser, length_flag="niters", default_length=30000)
+    add_common_args(parser, length_flag="niters", default_length=30000, bf16_refused_because=CYGEN_BF16_REFUSAL)
     add_flags_from_defaults(parser, DEFAULTS)
     args = parser.parse_args(argv)
     check_choices(parser, args, CHOICES)
@@ -71,7 +72,8 @@ def model_optimizer(encoder, decoder, args, after_pretraining):
     # After ELBO pretraining the official code restarts Adam with the decoder's learning rate scaled down.
     decoder_lr = args.lr * args.pretr_lrratio_dec if after_pretraining else args.lr
     return torch.optim.Adam([{"params": encoder.parameters(), "lr": args.lr},
-                             {"params": decoder.parameters(), "lr": decoder_lr}], weight_decay=args.weight_decay)
+                             {"params": decoder.parameters(), "lr": decoder_lr}], weight_decay=args.weight_decay,
+                            foreach=True)
 
 
 def adversarial_loss(encoder, decoder, discriminator, discriminator_optimizer, x, args, n_gibbs):
@@ -127,6 +129,7 @@ def plot(path, step, encoder, decoder, args, device):
 def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
+    apply_precision(args.precision, device)  # fp32 or tf32: no autocast
     run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
     seed_everything(args.seed)
     if args.compile_flow:
@@ -134,7 +137,8 @@ def main(argv=None):
     encoder = toy_encoder(args.z_dim, args.n_flows, args.n_householder).to(device)
     decoder = toy_decoder(args.p_var, args.z_dim).to(device)
     discriminator = Discriminator(2, args.z_dim).to(device) if args.method in ADVERSARIAL else None
-    discriminator_optimizer = (torch.optim.Adam(discriminator.parameters(), lr=args.lr_d, betas=(0.5, 0.999))
+    discriminator_optimizer = (torch.optim.Adam(discriminator.parameters(), lr=args.lr_d, betas=(0.5, 0.999),
+                                                foreach=True)
                                if discriminator else None)
     start = run.start_step
     optimizer = model_optimizer(encoder, decoder, args, after_pretraining=0 < args.pretr_niter < start)

@@ -18,6 +18,18 @@ run_in_folder() {  # run_in_folder <tag> <script> <dir> <flags...>
         >> "$dir/log.txt" 2>&1 || { echo "[$tag] $dir failed, see $dir/log.txt" >&2; return 1; }
 }
 
+device_flag() {  # device_flag <args...>: the value of the last --device X or --device=X among them, else auto
+    local device=auto
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --device) device=${2:-auto}; shift ;;
+            --device=*) device=${1#--device=} ;;
+        esac
+        shift
+    done
+    echo "$device"
+}
+
 # A bounded job queue: start each run in the background after `wait_for_slot N` (at most N at a time), then
 # `wait_for_all`; a failed run sets failed=1 and the others go on.
 failed=0

@@ -36,6 +36,6 @@ for q in 1 2 3; do
 done
 wait_for_all
 [ "$failed" = 0 ] || exit 1
-device=cpu; [[ " ${extra[*]:-} " == *" --device cuda "* ]] && device=cuda
+device=$(device_flag ${extra[@]+"${extra[@]}"})
 OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.summarize_cvae "$root" --kind "$mode" --figures results/figures/cvae \
     --summary "results/cvae_$mode.json" --command "$invocation" --device "$device"

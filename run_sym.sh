@@ -46,4 +46,4 @@ wait_for_all
 [ "$failed" = 0 ] || exit 1
 summary=results/symvae.json; [ "$mode" = quick ] && summary=results/symvae_quick.json
 OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.symvae --runs "${run_dirs[@]}" --out "$summary" --kind "$mode" \
-    $([ "$mode" = quick ] && echo --device cpu)
+    --device "$(device_flag ${common[@]+"${common[@]}"} ${extra[@]+"${extra[@]}"})"

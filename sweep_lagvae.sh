@@ -36,8 +36,7 @@ else
 fi
 e2=5
 parallel=${LAGVAE_PARALLEL:-1}
-device=cpu
-for ((i = 0; i < ${#extra[@]}; i++)); do [ "${extra[i]}" = --device ] && device=${extra[i + 1]}; done
+device=$(device_flag ${extra[@]+"${extra[@]}"})  # the runs' device (auto, cpu, cuda, cuda:N), for the summary
 
 run() {  # run <name> <flags...>
     local name=$1; shift

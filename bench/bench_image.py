@@ -1,10 +1,12 @@
 """Time one training step of main_image.py (forward, backward, Adamax) at the MNIST configuration.
 
-    python bench/bench_image.py [--device cpu|cuda] [--threads 2] [--batch_size 100] [--repeats 5]
-                                [--official_code PATH] [--breakdown] [--summary results/image_speed.json]
+    python bench/bench_image.py [--device auto|cpu|cuda|cuda:N] [--precision fp32|tf32] [--threads 2]
+                                [--batch_size 100] [--repeats 5] [--official_code PATH] [--breakdown] [--summary results/image_speed.json]
 
 The CyGen step (d_z = 64, 4 flows x 8 reflections, jacnorm_x, M = 1) is reported beside the ELBO warm-up step of the
-same networks measured in the same run, as ms per image, images/s and (on CUDA) peak memory. The official code's
+same networks measured in the same run, as ms per image and images/s, with the kernels, host syncs and peak memory of
+one step (bench/counting.py) and the hours the training steps of Table 7's MNIST protocol would take at that speed
+(100 ELBO warm-up epochs + 10 CyGen epochs of 50,000 images; evaluation and sampling not included). The official code's
 CyGen step, measured on this project's CPU with 2 threads and no other load, took ~1.9 s at batch 32, ~59 ms per
 image (spec).
 A shared machine's speed drifts by tens of percent within minutes, so for the ratio pass a checkout of the official
@@ -14,7 +16,6 @@ network passes inside the CyGen step (the encoder body and heads with their x-ta
 double backward, the decoder's fit term, each forward and backward): what is left of the step is the flow algebra.
 """
 import os
-import resource
 import sys
 import types
 
@@ -24,24 +25,19 @@ import compat  # noqa: E402,F401
 
 import torch  # noqa: E402
 
-from bench.timing import (bench_device, bench_parser, interleaved_median_seconds, training_step,  # noqa: E402
-                          write_bench_summary)
+from bench.timing import (bench_device, bench_parser, interleaved_median_seconds, profile_line,  # noqa: E402
+                          profile_rows, profile_step, training_step, write_bench_summary)
 from models.image import image_decoder, image_encoder  # noqa: E402
 from objectives.cygen import cygen_loss, decoder_mixed_score  # noqa: E402
 from objectives.vae import elbo_loss  # noqa: E402
+from training.precision import CYGEN_BF16_REFUSAL  # noqa: E402
 
 OFFICIAL_MS_PER_IMAGE = 1900 / 32
 OFFICIAL_BATCH_SIZE = 32
 BASELINE, CYGEN, OFFICIAL = "elbo warm-up step (baseline)", "cygen jacnorm_x", "official code, cygen jacnorm_x"
 BODY, P_TERM, FIT = ("cygen part: encoder body + heads with x-tangent", "cygen part: decoder p-term, double backward",
                      "cygen part: decoder fit term")
-
-
-def peak_memory_mb(device):
-    """On CUDA the peak of the last step; on CPU the process's peak RSS so far (it cannot be reset per case)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
+TABLE7_IMAGES, TABLE7_WARM_UP_EPOCHS, TABLE7_CYGEN_EPOCHS = 50000, 100, 10  # MNIST, run_image.sh's full protocol
 
 
 def official_cygen_loss(checkout, device, batch_size):
@@ -79,17 +75,18 @@ def network_passes(encoder, decoder, x):
     return {BODY: body, P_TERM: p_term, FIT: fit}
 
 
-def main():
-    parser = bench_parser(__doc__, threads=2, summary_example="results/image_speed.json")
+def main(argv=None):
+    parser = bench_parser(__doc__, threads=2, summary_example="results/image_speed.json",
+                          bf16_refused_because=CYGEN_BF16_REFUSAL)
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--official_code", help="a checkout of github.com/changliu00/cygen: time its step too")
     parser.add_argument("--breakdown", action="store_true", help="also time the network passes inside the step")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.official_code and not os.path.isfile(os.path.join(args.official_code, "methods", "cygen.py")):
         parser.error(f"--official_code {args.official_code}: no methods/cygen.py there; pass the root of a checkout "
                      "of github.com/changliu00/cygen")
-    device = bench_device(args)
+    device, _ = bench_device(args, cudnn_benchmark=True)  # fp32 or tf32: no autocast
     torch.manual_seed(0)
     encoder, decoder = image_encoder((1, 28, 28)).to(device), image_decoder((1, 28, 28)).to(device)
     x = torch.rand(args.batch_size, 1, 28, 28, device=device)
@@ -99,38 +96,37 @@ def main():
     if args.official_code:
         cases[OFFICIAL] = (*official_cygen_loss(args.official_code, device, OFFICIAL_BATCH_SIZE), OFFICIAL_BATCH_SIZE)
     print(f"device {device}, threads {args.threads}, batch {args.batch_size}, d_z 64, 4 flows x 8 reflections")
-    memory = {}
-
-    def measured(name, step):
-        def call():
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            step()
-            memory[name] = max(memory.get(name, 0.0), peak_memory_mb(device))
-        return call
-
-    steps = {name: measured(name, training_step(loss, torch.optim.Adamax(parameters, lr=1e-4, eps=1e-7)))
-             for name, (loss, parameters, _) in cases.items()}
+    optimizers = {name: torch.optim.Adamax(parameters, lr=1e-4, eps=1e-7, foreach=True)
+                  for name, (_, parameters, _) in cases.items()}
+    training_steps = {name: training_step(loss, optimizers[name]) for name, (loss, _, _) in cases.items()}
+    steps = dict(training_steps)
     if args.breakdown:
-        steps.update({name: measured(name, part) for name, part in network_passes(encoder, decoder, x).items()})
+        steps.update(network_passes(encoder, decoder, x))
     seconds = interleaved_median_seconds(steps, device, args.repeats)
+    profiles = {name: profile_step(step, device, [optimizers[name]]) for name, step in training_steps.items()}
     rows, ms_per_image = [], {}
     for name, s in seconds.items():
         batch_size = cases[name][2] if name in cases else args.batch_size
         scale = f"batch {batch_size}, {args.threads} threads, median of {args.repeats} interleaved steps"
         ms_per_image[name] = s * 1e3 / batch_size
-        memory_note = f"  peak memory {memory[name]:.0f} MB" if device.type == "cuda" else ""
-        print(f"{name:48s} {s:7.3f} s/step  {ms_per_image[name]:6.2f} ms/image  {batch_size / s:7.1f} images/s"
-              f"{memory_note}")
+        print(f"{name:48s} {s:7.3f} s/step  {ms_per_image[name]:6.2f} ms/image  {batch_size / s:7.1f} images/s")
         paper = (f"official code ~{OFFICIAL_MS_PER_IMAGE:.0f} (spec: CPU, unloaded)"
                  if name == CYGEN and device.type == "cpu" else None)
         rows += [dict(method=name, dataset="mnist", metric="ms per image", ours=round(ms_per_image[name], 2),
                       paper=paper, scale=scale),
                  dict(method=name, dataset="mnist", metric="images per s", ours=round(batch_size / s, 1),
                       paper=None, scale=scale)]
+        if name in profiles:
+            print(f"{'':48s} {profile_line(profiles[name])}")
+            rows += profile_rows(name, "mnist", f"batch {batch_size}, one step", profiles[name])
     scale = f"batch {args.batch_size}, {args.threads} threads, median of {args.repeats} interleaved steps"
-    if device.type == "cpu":
-        print(f"process peak RSS {max(memory.values()):.0f} MB (all cases together)")
+    hours = TABLE7_IMAGES / 3.6e6 * (TABLE7_WARM_UP_EPOCHS * ms_per_image[BASELINE]
+                                     + TABLE7_CYGEN_EPOCHS * ms_per_image[CYGEN])
+    print(f"Table 7 MNIST protocol ({TABLE7_WARM_UP_EPOCHS} warm-up + {TABLE7_CYGEN_EPOCHS} CyGen epochs of "
+          f"{TABLE7_IMAGES} images), training steps only: ~{hours:.2f} h at these speeds")
+    rows.append(dict(method=CYGEN, dataset="mnist",
+                     metric=f"estimated hours of Table 7's training steps ({TABLE7_WARM_UP_EPOCHS} ELBO + "
+                            f"{TABLE7_CYGEN_EPOCHS} CyGen epochs)", ours=round(hours, 3), paper=None, scale=scale))
     ratio = ms_per_image[CYGEN] / ms_per_image[BASELINE]
     print(f"cygen step: {ratio:.2f}x the ELBO step per image")
     rows.append(dict(method=CYGEN, dataset="mnist", metric="x the ELBO step", ours=round(ratio, 2), paper=None,

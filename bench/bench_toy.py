@@ -1,13 +1,14 @@
 """Time one training step of main_toy.py (forward, backward, Adam) at the paper's configuration.
 
-    python bench/bench_toy.py [--device cpu|cuda] [--threads 1] [--batch_size 1000] [--repeats 20]
-                              [--compile_flow] [--summary results/toy_speed.json]
+    python bench/bench_toy.py [--device auto|cpu|cuda|cuda:N] [--precision fp32|tf32] [--threads 1]
+                              [--batch_size 1000] [--repeats 20] [--compile_flow] [--summary results/toy_speed.json]
 
 CyGen's step (harmonic-mean fit with M=16 + compatibility term, F=32 flows) is reported beside the ELBO step of
-the same networks measured in the same run, so the ratio survives a noisy, shared machine. The official code's
-step, measured on this project's 2-core CPU with one thread and no other load, took ~0.47 s (spec). With
---compile_flow the lite step is timed once more with main_toy.py's --compile_flow true (the flow's
-per-step functions through torch.compile).
+the same networks measured in the same run, so the ratio survives a noisy, shared machine; each eager step also with
+its kernels, host syncs and peak memory (bench/counting.py), points per second and the minutes of the paper's
+30,000-iteration run. The official code's step, measured on this project's 2-core CPU with one thread and no other
+load, took ~0.47 s (spec). With --compile_flow the lite step is timed once more with main_toy.py's --compile_flow
+true (the flow's per-step functions through torch.compile).
 """
 import os
 import sys
@@ -16,22 +17,24 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from bench.timing import (bench_device, bench_parser, median_seconds, training_step,  # noqa: E402
-                          write_bench_summary)
+from bench.timing import (bench_device, bench_parser, median_seconds, profile_line, profile_rows,  # noqa: E402
+                          profile_step, training_step, write_bench_summary)
 
 from models import compiled_steps  # noqa: E402
 from models.toy import toy_decoder, toy_encoder  # noqa: E402
 from objectives.cygen import cygen_loss  # noqa: E402
 from objectives.vae import elbo_loss  # noqa: E402
+from training.precision import CYGEN_BF16_REFUSAL  # noqa: E402
 
 OFFICIAL_SECONDS_PER_STEP = 0.47
+PAPER_ITERATIONS = 30000
 BASELINE, LITE, COMPILED = "elbo (baseline)", "cygen jacnorm_lite_x", "cygen lite, compiled flow"
 LABELS = {BASELINE: "ELBO (baseline, same networks)", "cygen fit only (w_cm=0)": "CyGen, fit only (w_cm = 0)",
           LITE: "CyGen, jacnorm_lite_x (toy default)", "cygen jacnorm_x": "CyGen, jacnorm_x",
           COMPILED: "CyGen, jacnorm_lite_x, --compile_flow true"}
 
 
-def write_speed_summary(args, device, seconds):
+def write_speed_summary(args, device, seconds, profiles):
     """Milliseconds per step and the ratio to the ELBO step; in the setting where the spec timed the official code
     (this project's CPU, one thread, batch 1000, M=16) also the speed-up over it."""
     as_official = device.type == "cpu" and args.threads == 1 and args.batch_size == 1000 and args.n_mc_px == 16
@@ -43,6 +46,13 @@ def write_speed_summary(args, device, seconds):
                     if as_official and name in (LITE, COMPILED) else None)
         rows.append(dict(method=method, dataset="toy", metric="ms per step", ours=s * 1e3, paper=official,
                          scale=scale))
+        rows.append(dict(method=method, dataset="toy", metric="points per s", ours=round(args.batch_size / s),
+                         paper=None, scale=scale))
+        rows.append(dict(method=method, dataset="toy", metric=f"estimated minutes of {PAPER_ITERATIONS} iterations",
+                         ours=round(PAPER_ITERATIONS * s / 60, 1), paper=None, scale=scale))
+        if name in profiles:
+            rows += profile_rows(method, "toy", f"batch {args.batch_size}, F=32, M={args.n_mc_px}, one step",
+                                 profiles[name])
         if name != BASELINE:
             rows.append(dict(method=method, dataset="toy", metric="x the ELBO step", ours=s / seconds[BASELINE],
                              paper=None, scale=scale))
@@ -54,15 +64,16 @@ def write_speed_summary(args, device, seconds):
                         note="Other processes slow every step, the ratio to the ELBO step much less.")
 
 
-def main():
-    parser = bench_parser(__doc__, threads=1, summary_example="results/toy_speed.json")
+def main(argv=None):
+    parser = bench_parser(__doc__, threads=1, summary_example="results/toy_speed.json",
+                          bf16_refused_because=CYGEN_BF16_REFUSAL)
     parser.add_argument("--batch_size", type=int, default=1000)
     parser.add_argument("--n_mc_px", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--compile_flow", action="store_true",
                         help="also time the lite step with the flow's per-step functions compiled")
-    args = parser.parse_args()
-    device = bench_device(args)
+    args = parser.parse_args(argv)
+    device, _ = bench_device(args)  # fp32 or tf32: no autocast
     torch.manual_seed(0)
     encoder, decoder = toy_encoder().to(device), toy_decoder(0.01).to(device)
     parameters = list(encoder.parameters()) + list(decoder.parameters())
@@ -75,22 +86,29 @@ def main():
         "cygen jacnorm_x": lambda: cygen_loss(encoder, decoder, x, args.n_mc_px, "jacnorm_x", 1e-5)[0],
     }
     print(f"device {device}, threads {args.threads}, batch {args.batch_size}, F=32 flows, M={args.n_mc_px}")
-    seconds = {name: median_seconds(training_step(fn, torch.optim.Adam(parameters, lr=1e-3)), device, args.repeats)
-               for name, fn in cases.items()}
-    if args.compile_flow:
+    seconds, profiles = {}, {}
+    for name, loss in cases.items():
+        optimizer = torch.optim.Adam(parameters, lr=1e-3, foreach=True)
+        step = training_step(loss, optimizer)
+        seconds[name] = median_seconds(step, device, args.repeats)
+        profiles[name] = profile_step(step, device, [optimizer])
+    if args.compile_flow:  # timed only: its kernels are compile-flow's to count
         compiled_steps.enable()  # median_seconds' warm-up steps absorb the compile
-        seconds[COMPILED] = median_seconds(training_step(cases[LITE], torch.optim.Adam(parameters, lr=1e-3)), device,
-                                           args.repeats)
+        seconds[COMPILED] = median_seconds(training_step(cases[LITE], torch.optim.Adam(parameters, lr=1e-3,
+                                                                                       foreach=True)),
+                                           device, args.repeats)
     baseline = seconds[BASELINE]
     for name, s in seconds.items():
-        print(f"{name:26s} {s * 1e3:8.1f} ms/step  {1 / s:7.1f} steps/s  {s / baseline:5.2f}x the ELBO step")
+        print(f"{name:26s} {s * 1e3:8.1f} ms/step  {1 / s:7.1f} steps/s  {s / baseline:5.2f}x the ELBO step  "
+              f"{PAPER_ITERATIONS} iterations ~ {PAPER_ITERATIONS * s / 60:.0f} min")
+        if name in profiles:
+            print(f"{'':26s} {profile_line(profiles[name])}")
     for name in (LITE, COMPILED):
         if device.type == "cpu" and name in seconds:
             print(f"{name}: vs the official code's {OFFICIAL_SECONDS_PER_STEP} s/step (1 thread, spec): "
-                  f"{OFFICIAL_SECONDS_PER_STEP / seconds[name]:.1f}x faster; "
-                  f"30000 iterations ~ {30000 * seconds[name] / 60:.0f} min")
+                  f"{OFFICIAL_SECONDS_PER_STEP / seconds[name]:.1f}x faster")
     if args.summary:
-        write_speed_summary(args, device, seconds)
+        write_speed_summary(args, device, seconds, profiles)
 
 
 if __name__ == "__main__":

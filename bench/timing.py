@@ -3,6 +3,7 @@
 The median resists the other load of a shared machine; compare figures as ratios measured in the same run.
 """
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -10,23 +11,64 @@ import time
 
 import torch
 
+from bench.counting import count_dispatches
 from evaluation.summary import hardware_description, write_summary
+from training import add_device_arg, add_precision_arg, apply_precision, resolve_device
+
+PROFILE_METRICS = ("kernels per step", "host syncs per step", "peak memory (MB)")
 
 
-def bench_parser(description, threads=1, summary_example=None):
-    """The flags every benchmark shares: --device, --threads, and --summary where the timings become a results row."""
+def bench_parser(description, threads=1, summary_example=None, bf16_refused_because=None):
+    """The flags every benchmark shares: --device and --precision as the scripts take them, --threads, and
+    --summary where the timings become a results row."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=threads)
+    add_device_arg(parser)
+    add_precision_arg(parser, bf16_refused_because)
+    parser.add_argument("--threads", type=int, default=threads, help="CPU threads (default: %(default)s)")
     if summary_example:
         parser.add_argument("--summary", help=f"also write the timings as a results summary (e.g. {summary_example})")
     return parser
 
 
-def bench_device(args):
-    """Applies --threads and returns the --device to time on."""
+def bench_device(args, cudnn_benchmark=False):
+    """Applies --threads and --precision (training.apply_precision, as the scripts do); returns the device to time on
+    (--device resolved as the scripts resolve it) and the autocast of the loss."""
+    if args.threads <= 0:
+        raise SystemExit(f"error: --threads {args.threads} must be positive")
     torch.set_num_threads(args.threads)
-    return torch.device(args.device)
+    device = resolve_device(args.device)
+    return device, apply_precision(args.precision, device, cudnn_benchmark)
+
+
+def peak_memory_mb(device):
+    """On CUDA the allocator's peak since the last reset; on the CPU the process's peak resident size so far (it
+    cannot be reset, so it bounds every case measured until then)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource  # POSIX only, like the CPU figure itself
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def profile_step(step, device, optimizers=()):
+    """What predicts a step on a GPU beside its time: the kernels and host syncs of one call of step()
+    (bench/counting.py; `optimizers` own host-side step counters) and the peak memory of that call."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    counts = count_dispatches(step, 1, optimizers)
+    synchronize(device)
+    return dict(zip(PROFILE_METRICS, (counts.kernels, counts.syncs, round(peak_memory_mb(device), 1))))
+
+
+def profile_line(profile):
+    kernels, syncs, memory = (profile[metric] for metric in PROFILE_METRICS)
+    return f"{kernels:6d} kernels  {syncs:3d} host syncs  peak {memory:8.1f} MB"
+
+
+def profile_rows(method, dataset, scale, profile):
+    """The summary rows of a profile_step result."""
+    return [dict(method=method, dataset=dataset, metric=metric, ours=value, paper=None, scale=scale)
+            for metric, value in profile.items()]
 
 
 def write_bench_summary(path, device, experiment, rows, note=""):
@@ -41,7 +83,7 @@ def write_bench_summary(path, device, experiment, rows, note=""):
 
 def synchronize(device):
     if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def median_seconds(function, device, repeats, warmup=3):
@@ -66,10 +108,12 @@ def interleaved_median_seconds(functions, device, repeats, warmup=1):
     return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
-def training_step(loss_fn, optimizer):
-    """A closure doing one step: zero_grad, loss_fn().backward(), optimizer.step()."""
+def training_step(loss_fn, optimizer, autocast=contextlib.nullcontext):
+    """A closure doing one step: zero_grad, loss_fn() under autocast, backward, optimizer.step()."""
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss_fn().backward()
+        with autocast():
+            loss = loss_fn()
+        loss.backward()
         optimizer.step()
     return step

@@ -18,7 +18,8 @@ from models.lagvae import (X_DIM, BernoulliMLPDecoder, GaussianMLPEncoder, binar
                            diagonal_gaussian_log_prob)
 from objectives.lagvae import consistency_terms
 from objectives.vae import importance_weighted_log_px
-from training import ConfigError, load_checkpoint, separate_rng_stream, write_json_atomic
+from training import (ConfigError, add_device_arg, load_checkpoint, resolve_device, separate_rng_stream,
+                      write_json_atomic)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -379,7 +380,7 @@ def markdown_table(points):
     return "\n".join(lines)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     elbo = commands.add_parser("elbo", help="print the run's last training -ELBO")
@@ -391,9 +392,9 @@ def main():
     summarize.add_argument("--summary", type=Path, required=True)
     summarize.add_argument("--kind", choices=("quick", "full"), required=True)
     summarize.add_argument("--command_line", required=True, help="the command that produced the sweep")
-    summarize.add_argument("--device", default="cpu", help="the device the runs trained on and are evaluated on")
+    add_device_arg(summarize, default="cpu")  # the device the runs trained on and are evaluated on
     summarize.add_argument("--n_z_samples", type=int, default=2, help="draws of z per image for the I_q bounds")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.command == "elbo":
         point = read_run(args.run_dir)
         if point is None:
@@ -405,7 +406,7 @@ def main():
     points = [point for point in map(read_run, run_dirs) if point is not None]
     if not points:
         raise SystemExit(f"error: no finished runs under {args.root}")
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     loaded = {}
 
     def images(data_root, n_train):  # MNIST loaded once for all runs
@@ -422,7 +423,7 @@ def main():
     print(table)
     write_summary(args.summary, experiment="InfoVAE / LagVAE Pareto sweep on binarised MNIST (Zhao et al. 2018)",
                   rows=summary_rows(points), command=args.command_line, kind=args.kind,
-                  hardware=hardware_description(args.device),
+                  hardware=hardware_description(device),
                   notes=f"Figure {args.figure.as_posix()}; each run's command is in {args.root}/<run>/config.json. "
                         f"Columns on training batches are the last metrics.csv row of each run; those on all "
                         f"training / test images are the final checkpoint re-evaluated ({args.n_z_samples} z per "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from evaluation.summary import hardware_description, write_summary
 from objectives.cvae import QUADRANT_SETTINGS
+from training import add_device_arg, resolve_device
 
 # shared/specs/cvae.md. Pyro's tutorial reported its 10-particle -ELBO under the label "Monte Carlo", so its numbers
 # sit beside our -ELBO row; the paper's Table 1 (test column, recalled) beside our Monte Carlo and IS rows.
@@ -51,7 +52,7 @@ def main():
     parser.add_argument("--figures", type=Path, help="copy each CVAE run's completion figure here")
     parser.add_argument("--summary", type=Path, help="write the rows with evaluation.summary.write_summary here")
     parser.add_argument("--command", default="", help="the command that produced the runs, for the summary")
-    parser.add_argument("--device", default="cpu", help="the device the runs used, for the summary's hardware")
+    add_device_arg(parser, default="cpu")  # the device the runs used, for the summary's hardware
     args = parser.parse_args()
     results = read_results(args.root)
 
@@ -89,7 +90,7 @@ def main():
                  + ", ".join(f"{LABELS[name]}: {value}" for name, value in shrinking.items()))
         write_summary(args.summary, experiment="cvae_mnist_quadrants", rows=rows,
                       command=args.command or shlex.join(["python", "-m", "evaluation.summarize_cvae", *sys.argv[1:]]),
-                      kind=args.kind, hardware=hardware_description(args.device), notes=notes)
+                      kind=args.kind, hardware=hardware_description(resolve_device(args.device)), notes=notes)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from data.images import load_image_dataset
 from evaluation.summary import hardware_description, write_summary
 from models.binary_hvae import build_model
 from objectives.symvae import clean_images
-from training import ConfigError, load_checkpoint, resolve_device, separate_rng_stream
+from training import ConfigError, add_device_arg, load_checkpoint, resolve_device, separate_rng_stream
 
 MODEL_FLAGS = ("dataset", "encoder", "arch", "nz0", "nz1", "conditional_width", "encoder_width", "conv_channels",
                "mlp_width")
@@ -162,7 +162,7 @@ def main(argv=None):
     parser.add_argument("--n_components", type=int, default=64)
     parser.add_argument("--chain_steps", type=int, nargs="+", default=list(CHAIN_STEPS))
     parser.add_argument("--data_root", default="datasets")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_device_arg(parser)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     device = resolve_device(args.device)

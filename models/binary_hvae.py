@@ -24,9 +24,10 @@ def bernoulli_log_prob(logits, value):
     """log Bern(value; sigmoid(logits)) summed over all but the batch dimension.
 
     Written as value * logits - softplus(logits) so that it is differentiable in `value` too: the ELBO's one-sample
-    KL of the reverse encoder passes ZGR gradients through the sampled bits.
+    KL of the reverse encoder passes ZGR gradients through the sampled bits. Summed in float32: under bfloat16
+    autocast (--precision bf16) a bfloat16 sum of 784 pixels would keep ~3 significant digits.
     """
-    return (value * logits - F.softplus(logits)).flatten(1).sum(1)
+    return (value * logits - F.softplus(logits)).flatten(1).sum(1, dtype=torch.float32)
 
 
 def gaussian_log_prob(x, mean, log_sigma):

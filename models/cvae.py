@@ -44,9 +44,11 @@ class DiagonalGaussian(NamedTuple):
 
 
 def analytic_kl(q: DiagonalGaussian, p: DiagonalGaussian):
-    """KL(q || p) of two diagonal Gaussians, summed over dimensions (Pyro's example used a 1-sample estimate)."""
-    return torch.distributions.kl_divergence(torch.distributions.Normal(q.loc, q.scale, validate_args=False),
-                                             torch.distributions.Normal(p.loc, p.scale, validate_args=False)).sum(-1)
+    """KL(q || p) of two diagonal Gaussians, summed over dimensions in float32 (bfloat16 inputs under --precision
+    bf16; Pyro's example used a 1-sample estimate)."""
+    return torch.distributions.kl_divergence(
+        torch.distributions.Normal(q.loc, q.scale, validate_args=False),
+        torch.distributions.Normal(p.loc, p.scale, validate_args=False)).sum(-1, dtype=torch.float32)
 
 
 class GaussianNet(nn.Module):

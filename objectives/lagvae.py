@@ -39,8 +39,9 @@ def mmd_noise_floor(batch_size, z_dim):
 
 
 def gaussian_kl(mean, log_std):
-    """KL(N(mean, diag(exp(log_std)^2)) || N(0, I)) summed over the latent dimensions, [B]."""
-    return 0.5 * (mean.pow(2) + torch.exp(2 * log_std) - 1).sum(-1) - log_std.sum(-1)
+    """KL(N(mean, diag(exp(log_std)^2)) || N(0, I)) summed over the latent dimensions in float32 (bfloat16 inputs
+    under --precision bf16), [B]."""
+    return (0.5 * (mean.pow(2) + torch.exp(2 * log_std) - 1) - log_std).sum(-1, dtype=torch.float32)
 
 
 def consistency_terms(encoder, decoder, x):

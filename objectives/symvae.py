@@ -78,8 +78,9 @@ def elbo_loss(model, x):
     nz0, nz1 = posterior.z0.shape[1], posterior.z1.shape[1]
     terms = {"dloss": -log_p_x.mean().detach() / N_PIXELS}
     if model.encoder.order == "ladder":
-        kl0 = bernoulli_kl(posterior.logits_z0, torch.zeros_like(posterior.logits_z0)).sum(1)
-        kl1 = bernoulli_kl(posterior.logits_z1, posterior.prior_logits_z1).sum(1)
+        # float32 sums, as bernoulli_log_prob's
+        kl0 = bernoulli_kl(posterior.logits_z0, torch.zeros_like(posterior.logits_z0)).sum(1, dtype=torch.float32)
+        kl1 = bernoulli_kl(posterior.logits_z1, posterior.prior_logits_z1).sum(1, dtype=torch.float32)
         kl = kl0 + kl1
         terms.update(kl0=kl0.mean().detach() / nz0, kl1=kl1.mean().detach() / nz1)
     else:

@@ -23,6 +23,18 @@ def run_script(script, *args, check=True, timeout=300):
     return result
 
 
+def assert_speed_rows(rows, profiled_methods):
+    """A bench summary's rows: timings positive, and each profiled method with its kernels (> 0), host syncs and peak
+    memory (> 0) per step (bench.timing.profile_step); the values are never compared with targets here."""
+    for row in rows:
+        if isinstance(row["ours"], (int, float)) and row["metric"] != "host syncs per step":
+            assert row["ours"] > 0, row
+    profiled = {(row["method"], row["metric"]): row["ours"] for row in rows}
+    for method in profiled_methods:
+        assert profiled[(method, "kernels per step")] > 0 and profiled[(method, "peak memory (MB)")] > 0, method
+        assert isinstance(profiled[(method, "host syncs per step")], int), method
+
+
 def read_metrics(run_dir, drop=("elapsed_s",)):
     """Rows of a run folder's metrics.csv as dicts of strings, without the wall-clock columns."""
     with open(Path(run_dir) / "metrics.csv") as file:

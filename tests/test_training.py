@@ -63,8 +63,8 @@ def test_common_args_and_flags_from_defaults():
     add_common_args(parser, length_flag="epochs", default_length=5, default_run_dir="runs/x")
     add_flags_from_defaults(parser, {"lr": 1e-3, "n_flows": 4, "data": "moons", "learn_prior": False})
     args = parser.parse_args(["--learn_prior", "true", "--lr", "0.5"])
-    assert vars(args) == {"run_dir": "runs/x", "seed": 0, "device": "auto", "resume": False, "epochs": 5,
-                          "lr": 0.5, "n_flows": 4, "data": "moons", "learn_prior": True}
+    assert vars(args) == {"run_dir": "runs/x", "seed": 0, "device": "auto", "precision": "fp32", "resume": False,
+                          "epochs": 5, "lr": 0.5, "n_flows": 4, "data": "moons", "learn_prior": True}
     with pytest.raises(SystemExit):
         parser.parse_args(["--device", "tpu"])
 
@@ -188,10 +188,10 @@ def test_metrics_columns_are_fixed_by_the_first_row(tmp_path):
 
 def test_rng_capture_and_restore_reproduce_the_same_draws():
     seed_everything(123)
-    state = capture_rng_state()
+    state = capture_rng_state("cpu")
     first = random_draws()
     random_draws()
-    restore_rng_state(state)
+    restore_rng_state(state, "cpu")
     assert random_draws() == first
 
 

@@ -1,23 +1,40 @@
 """The command line shared by every main_*.py: common flags, flags from a defaults dict, device, progress bar."""
 import argparse
+import re
 import sys
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from .runs import ConfigError, NonFiniteLossError, release_run_folders
+from .precision import add_precision_arg
+from .runs import ConfigError, NonFiniteLossError, device_named, release_run_folders
+
+DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
 
-def add_common_args(parser, length_flag, default_length, default_run_dir=None):
-    """Add --run_dir --seed --device --resume and the length flag (e.g. 'niters' or 'epochs')."""
+def device_name(text):
+    """The argparse type of --device: auto, cpu, cuda or cuda:N."""
+    if not DEVICE_NAMES.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda or cuda:N (N a GPU index)")
+    return text
+
+
+def add_device_arg(parser, default="auto"):
+    parser.add_argument("--device", type=device_name, default=default,
+                        help="auto, cpu, cuda or cuda:N; auto picks cuda when a GPU is usable (default: %(default)s)")
+
+
+def add_common_args(parser, length_flag, default_length, default_run_dir=None, bf16_refused_because=None):
+    """Add --run_dir --seed --device --precision --resume and the length flag (e.g. 'niters' or 'epochs');
+    bf16_refused_because: why this script refuses --precision bf16 (None: it offers it)."""
     script_name = Path(sys.argv[0]).stem
     parser.add_argument("--run_dir", default=default_run_dir or f"runs/{script_name}",
                         help="folder for config.json, metrics.csv, checkpoint.pt and samples/ (default: %(default)s)")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="seed of torch, numpy and random (default: %(default)s)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto picks cuda when available (default: %(default)s)")
+    add_device_arg(parser)
+    add_precision_arg(parser, bf16_refused_because)
     parser.add_argument("--resume", action="store_true",
                         help="continue from run_dir/checkpoint.pt; starts fresh when there is none")
     parser.add_argument(f"--{length_flag}", type=non_negative_int, default=default_length,
@@ -71,14 +88,25 @@ def check_ranges(parser, args, positive=(), non_negative=(), fraction=()):
 
 
 def resolve_device(name):
-    """'auto' -> cuda when available, else cpu; 'cuda' without a usable GPU exits with the reason."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    """The torch.device of a --device value: 'auto' -> cuda when available, else cpu; cuda or cuda:N without that
+    GPU exits with the reason. cuda:N becomes the current device, so that calls naming no device
+    (torch.cuda.synchronize(), the default CUDA generator) use it too; plain cuda is the current one already."""
+    if not DEVICE_NAMES.fullmatch(str(name)):
+        raise SystemExit(f"error: --device {name!r} is not a device; use auto, cpu, cuda or cuda:N (N a GPU index).")
+    device = device_named(name)
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
         build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        raise SystemExit(f"error: --device cuda was requested but no GPU is usable (torch {torch.__version__} is "
+        raise SystemExit(f"error: --device {name} was requested but no GPU is usable (torch {torch.__version__} is "
                          f"{build}); use --device cpu or --device auto.")
-    return torch.device(name)
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise SystemExit(f"error: --device {name} was requested but this machine has {count} GPU(s), "
+                         f"cuda:0 to cuda:{count - 1}; pick one of those, or --device cuda.")
+    if device.index is not None:  # set_device refuses a device without an index
+        torch.cuda.set_device(device)
+    return device
 
 
 def progress(iterable, total=None, initial=0, desc=None):

@@ -100,6 +100,13 @@ def library_versions():
     return {"python": platform.python_version(), **{name: version(name) for name in ("torch", "torchvision", "numpy")}}
 
 
+def device_named(name):
+    """The torch.device of a --device value ('auto': cuda when a GPU is usable, else cpu); no checks."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def hardware_description(device="cpu"):
     """'NVIDIA H100 80GB HBM3' for CUDA, else the CPU model with the thread count torch uses."""
     device = torch.device(device)
@@ -120,20 +127,25 @@ def seed_everything(seed):
     torch.manual_seed(seed)  # seeds every CUDA device too
 
 
-def capture_rng_state():
+def capture_rng_state(device):
+    """Every RNG a run on `device` draws from. The CUDA generator is that of the run's GPU only, and only in a CUDA
+    run: a CPU run never initialises CUDA (on a GPU machine that would take memory on every GPU)."""
     # The numpy key becomes a list of ints so that torch.load(weights_only=True) accepts the checkpoint.
     name, key, position, has_gauss, cached_gaussian = np.random.get_state()
+    device = torch.device(device)
     return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
             "numpy": (name, key.tolist(), position, has_gauss, cached_gaussian),
             "python": random.getstate()}
 
 
-def restore_rng_state(state):
+def restore_rng_state(state, device):
+    """The RNGs of capture_rng_state(device). A CUDA generator's state holds no device, so a run saved on cuda:1
+    continues with the same draws on cuda:0; a CPU run leaves CUDA alone."""
     torch.set_rng_state(state["torch"])
-    # A run resumed on fewer GPUs (or none) restores the devices it has.
-    for device_index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
-        torch.cuda.set_rng_state(cuda_state, device_index)
+    device = torch.device(device)
+    if device.type == "cuda" and state["cuda"]:
+        torch.cuda.set_rng_state(state["cuda"][0], device)
     name, key, position, has_gauss, cached_gaussian = state["numpy"]
     np.random.set_state((name, np.array(key, dtype=np.uint32), position, has_gauss, cached_gaussian))
     random.setstate(state["python"])
@@ -366,6 +378,7 @@ class RunFolder:
         self.nonfinite_checkpoint_path = self.path / "checkpoint_nonfinite.pt"
         self.samples_dir = self.path / "samples"
         self.flags = json_plain(flags)
+        self.device = device_named(self.flags.get("device", "cpu"))  # whose RNG a checkpoint holds
         lock_run_folder(self.path)
         self.resume_state = self._checkpoint_to_resume(resume, (*model_keys, "seed"))
         self.checkpoint_step = self.resume_state["step"] if self.resume_state else None
@@ -423,8 +436,7 @@ class RunFolder:
                 "git_commit": git_commit(),
                 "versions": library_versions(),
                 "hostname": socket.gethostname(),
-                "hardware": hardware_description("cuda" if self.flags.get("device") in ("auto", "cuda")
-                                                 and torch.cuda.is_available() else "cpu"),
+                "hardware": hardware_description(self.device),
                 "resumed_at_step": earlier.get("resumed_at_step", []) + ([self.start_step] if earlier else []),
                 "changed_on_resume": changes}
 
@@ -451,7 +463,7 @@ class RunFolder:
                 self.config["changed_on_resume"].append({"step": self.start_step, "flags": {}})
             self.config["changed_on_resume"][-1]["optimizers"] = changes
             write_json_atomic(self.path / "config.json", self.config)
-        restore_rng_state(state["rng"])
+        restore_rng_state(state["rng"], self.device)
         self._clock_start = time.time() - state.get("elapsed_s", 0.0)
         return state
 
@@ -521,7 +533,7 @@ class RunFolder:
         replaces is kept as checkpoint_previous.pt. Call it after read_terms at the same step."""
         state = {"step": step, "models": {name: model.state_dict() for name, model in models.items()},
                  "optimizers": {name: optimizer.state_dict() for name, optimizer in optimizers.items()},
-                 **entries, "rng": capture_rng_state(), "elapsed_s": self.elapsed_s(), "config": self.config}
+                 **entries, "rng": capture_rng_state(self.device), "elapsed_s": self.elapsed_s(), "config": self.config}
         if not all_finite(state):
             names = nonfinite_entries({key: state[key] for key in ("models", "optimizers", *entries)})
             shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
