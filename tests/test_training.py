@@ -245,6 +245,23 @@ def test_a_checkpoint_whose_first_update_diverges_is_set_aside(tmp_path):
     assert not (tmp_path / "checkpoint_previous.pt").exists()
 
 
+def test_a_resumed_checkpoint_whose_first_update_diverges_is_set_aside_unless_flags_changed(tmp_path):
+    train(tmp_path, niters=8)  # checkpoints at 4 (kept as the previous one) and 8
+    for changes, kept in (({"eval_every": 3}, True), ({}, False)):
+        run = open_run(tmp_path, resume=True, niters=8, **changes)
+        run.add_terms({"loss": torch.tensor(float("nan"))})
+        with pytest.raises(NonFiniteLossError) as error:
+            run.read_terms(9)
+        release_run_folders()
+        if kept:  # the changed flag may be the cause: the checkpoint stays
+            assert "step 8) is intact, but its first update diverged with the flags changed on this resume " \
+                   "(--eval_every 2 -> 3)" in str(error.value)
+            assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 8
+        else:
+            assert "checkpoint of step 8 diverged at its first update" in str(error.value)
+            assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 4
+
+
 def test_a_nonfinite_state_is_never_written(tmp_path):
     run = open_run(tmp_path)
     model = torch.nn.Linear(2, 1)

@@ -496,19 +496,16 @@ class RunFolder:
 
     def _recover_from_nonfinite(self, bad_first_update):
         """What to resume after a non-finite loss. A checkpoint whose very first update diverged holds parameters
-        that a lower learning rate cannot save: one written by this process is set aside for the one before."""
+        that a lower learning rate cannot save: it is set aside for the one before, unless it was resumed with
+        changed flags, which may be the cause."""
         fix = "after fixing the cause (e.g. lower --lr)"
         if self.checkpoint_step is None:
             return f"no checkpoint was written yet — start again {fix}."
-        if bad_first_update and not self._wrote_checkpoint:
+        if bad_first_update and self.changed_flags and not self._wrote_checkpoint:
             changed = ", ".join(f"--{key} {old} -> {new}" for key, (old, new) in self.changed_flags.items())
-            return (f"the last good checkpoint ({self.checkpoint_path}, step {self.checkpoint_step}) is intact, "
-                    "but its first update diverged" + (f" with the flags changed on this resume ({changed}): "
-                                                       "resume with --resume and their old values"
-                                                       if changed else
-                                                       f": resume from the checkpoint before it ("
-                                                       f"{self.previous_checkpoint_path.name}, if present: rename "
-                                                       "it to checkpoint.pt) with --resume " + fix) + ".")
+            return (f"the last good checkpoint ({self.checkpoint_path}, step {self.checkpoint_step}) is intact, but "
+                    f"its first update diverged with the flags changed on this resume ({changed}): resume with "
+                    "--resume and their old values.")
         if bad_first_update:
             bad_step = self.checkpoint_step
             os.replace(self.checkpoint_path, self.nonfinite_checkpoint_path)
