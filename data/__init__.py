@@ -3,5 +3,5 @@ from data.images import (IMAGE_DATASETS, BatchIterator, DatasetError, DatasetNot
                          load_image_dataset, to_float)
 from data.toy import TOY_DATASETS, sample_toy
 
-__all__ = ["IMAGE_DATASETS", "BatchIterator", "DatasetError", "DatasetNotFoundError", "ImageSplits", "load_image_dataset",
-           "to_float", "TOY_DATASETS", "sample_toy"]
+__all__ = ["IMAGE_DATASETS", "BatchIterator", "DatasetError", "DatasetNotFoundError", "ImageSplits",
+           "load_image_dataset", "to_float", "TOY_DATASETS", "sample_toy"]

@@ -6,7 +6,6 @@ change to what was already written. A test fails when a script is missing from t
 each of the six training loops, for the NaN -> resume, host-sync, lock, torn-row and kill-after-checkpoint tests.
 """
 import contextlib
-import csv
 import fcntl
 import hashlib
 import io
@@ -14,8 +13,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -65,7 +63,6 @@ class Loop:
     main: object
     argv: list
     updates_per_step: int = 1  # optimizer updates per metrics step (batches per epoch for the epoch loops)
-    optimizer_flags: list = field(default_factory=list)  # a changed optimizer flag for the resume test
 
 
 def sym_main(argv):
@@ -161,18 +158,18 @@ def test_no_host_sync_between_log_points(name, tmp_path, monkeypatch):
 # ---- NaN -> resume with a lower learning rate ------------------------------------------------------------------
 
 @contextlib.contextmanager
-def diverging_update(at_update, above_lr):
+def diverging_update(at_update, above_lr, factor=1e30):
     """A simulated divergence: the `at_update`-th update of an optimizer stepping at a learning rate above
-    `above_lr` scales its parameters by 1e30. They stay finite, so the checkpoint after that update is written,
-    but every loss they give is inf or nan: the case of a too-high --lr that only a checkpoint from before the
-    divergence, resumed with a lower --lr, can recover from."""
+    `above_lr` scales its parameters by `factor`. By 1e30 they stay finite, so the checkpoint after that update is
+    written, but every loss they give is inf or nan: the case of a too-high --lr that only a checkpoint from before
+    the divergence, resumed with a lower --lr, can recover from."""
     def blow_up(optimizer, args, kwargs):
         updates = max(int(state["step"]) for state in optimizer.state.values())
         if updates == at_update and max(group["lr"] for group in optimizer.param_groups) > above_lr:
             with torch.no_grad():
                 for group in optimizer.param_groups:
                     for parameter in group["params"]:
-                        parameter.mul_(1e30)
+                        parameter.mul_(factor)
     handle = register_optimizer_step_post_hook(blow_up)
     try:
         yield
@@ -229,6 +226,107 @@ def test_nan_stops_at_the_next_log_point_and_resumes_with_a_lower_lr(name, tmp_p
     rows = read_metrics(run_dir)
     assert all(math.isfinite(float(value)) for row in rows for key, value in row.items()
                if value and key not in ("phase",)), rows[-1]
+
+
+def test_a_real_divergence_resumes_with_a_lower_lr(tmp_path):
+    """The issue's example: --lr 1 with a log point every step diverges a few steps in; the checkpoint of the step
+    before the nan holds parameters whose next loss is the nan, so it is set aside and the one before restored,
+    and --resume --lr 1e-3 trains to the end."""
+    argv = loop_argv("main_toy", tmp_path, "--niters", "12", "--eval_every", "1", "--plot_every", "12")
+    stopped = run_in_process(main_toy.main, [*argv, "--lr", "1"])
+    assert stopped.code == 1 and "diverged at its first update" in stopped.err and "is restored" in stopped.err
+    restored = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"]
+    resumed = run_in_process(main_toy.main, [*argv, "--lr", "1e-3", "--resume"])
+    assert resumed.code == 0, resumed.err
+    rows = read_metrics(tmp_path)
+    assert [int(row["step"]) for row in rows] == list(range(1, 13)) and restored < 12
+    assert all(math.isfinite(float(row["train_loss"])) for row in rows)
+
+
+def test_a_symmetric_hvae_divergence_is_reported_by_step_and_term(tmp_path):
+    """nan parameters give nan Bernoulli probabilities, on which torch.bernoulli stops with a bare range error (a
+    device-side assert on CUDA); drawn as 0 instead, the nan reaches the loss terms and the log point names it."""
+    with diverging_update(at_update=4, above_lr=0, factor=float("nan")):
+        stopped = run_in_process(sym_main, loop_argv("main_sym", tmp_path))
+    assert stopped.code == 1 and "non-finite loss at step 4: term '" in stopped.err
+    assert f"({tmp_path / 'checkpoint.pt'}, step 2) is intact" in stopped.err
+
+
+# ---- lock, torn row, kill after a checkpoint, optimizer flags on resume ------------------------------------------
+
+def test_a_second_process_on_a_run_folder_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    RunFolder(run_dir, {"seed": 0}, model_keys=())  # this process holds the folder, as a running script does
+    try:
+        second = run_script("main_toy.py", *loop_argv("main_toy", run_dir), check=False)
+    finally:
+        release_run_folders()
+    assert second.returncode == 1 and "Traceback" not in second.stderr
+    assert f"is in use by process {os.getpid()}" in second.stderr and "choose another --run_dir" in second.stderr
+    assert not (run_dir / "metrics.csv").exists() and not (run_dir / "checkpoint.pt").exists()
+
+
+@contextlib.contextmanager
+def killed_after_checkpoint(step):
+    """SIGKILL right after the checkpoint of `step` is written, before the files that follow it."""
+    follow_up = RunFolder.follow_up
+
+    def dying_follow_up(run, write, *paths):
+        if run.checkpoint_step == step and not run._redoing_follow_ups:
+            raise SystemExit(137)
+        follow_up(run, write, *paths)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RunFolder, "follow_up", dying_follow_up)
+        yield
+
+
+def test_a_torn_last_row_is_repaired_on_resume(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert run_in_process(main_toy.main, loop_argv("main_toy", straight)).code == 0
+    with killed_after_checkpoint(4):
+        assert run_in_process(main_toy.main, loop_argv("main_toy", killed)).code == 137
+    with open(killed / "metrics.csv", "a") as metrics:  # then killed during the append of step 6: a torn row
+        metrics.write("6,elbo,1.2")
+    resumed = run_in_process(main_toy.main, loop_argv("main_toy", killed, "--resume"))
+    assert resumed.code == 0 and "dropped the torn last row '6,elbo,1.2'" in resumed.out
+    assert read_metrics(killed) == read_metrics(straight)
+
+
+def test_files_after_a_checkpoint_appear_on_resume(tmp_path):
+    """Killed after the warm-up's checkpoint and again after the final one: on each resume warmup_checkpoint.pt,
+    the warm-up grids and the final grids appear, the same as an uninterrupted run's."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    argv = ["--epochs", "1", "--save_samples", "2"]
+    assert run_in_process(main_image.main, loop_argv("main_image", straight, *argv)).code == 0
+    for step in (1, 2):
+        with killed_after_checkpoint(step):
+            resume = ["--resume"] if step > 1 else []
+            assert run_in_process(main_image.main, loop_argv("main_image", killed, *argv, *resume)).code == 137
+        assert not (killed / "samples" / ("warmup_recon.png" if step == 1 else "final_recon.png")).exists()
+    assert run_in_process(main_image.main, loop_argv("main_image", killed, *argv, "--resume")).code == 0
+    figures = sorted(path.name for path in (straight / "samples").glob("*.png"))
+    assert len(figures) == 8 and sorted(path.name for path in (killed / "samples").glob("*.png")) == figures
+    assert all((straight / "samples" / name).read_bytes() == (killed / "samples" / name).read_bytes()
+               for name in figures)
+    warm_ups = [torch.load(run / "warmup_checkpoint.pt", weights_only=True) for run in (straight, killed)]
+    assert warm_ups[0]["step"] == warm_ups[1]["step"] == 1
+    assert all(torch.equal(warm_ups[0]["models"]["encoder"][key], value)
+               for key, value in warm_ups[1]["models"]["encoder"].items())
+    assert read_metrics(killed) == read_metrics(straight)
+
+
+def test_optimizer_flags_changed_on_resume_are_applied(tmp_path):
+    argv = loop_argv("main_lagvae", tmp_path)
+    assert run_in_process(main_lagvae.main, [*argv, "--epochs", "1"]).code == 0
+    resumed = run_in_process(main_lagvae.main, [*argv, "--lambda_lr", "0.002", "--beta1", "0.6", "--lr", "3e-4",
+                                                "--resume"])
+    assert resumed.code == 0, resumed.err
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    model, multipliers = (state["optimizers"][name]["param_groups"][0] for name in ("model", "multipliers"))
+    assert (model["lr"], model["betas"], multipliers["lr"]) == (3e-4, (0.6, 0.999), 0.002)
+    change = json.loads((tmp_path / "config.json").read_text())["changed_on_resume"][-1]
+    assert change["step"] == 4 and set(change["flags"]) == {"epochs", "lambda_lr", "beta1", "lr"}
+    assert "optimizer 'multipliers' group 0: lr 0.001 -> 0.002" in change["optimizers"]
 
 
 # ---- bad flags, bad files and run-folder faults, for every script ----------------------------------------------
@@ -444,95 +542,3 @@ def test_bad_input_gets_one_clear_error_and_changes_nothing(script, name, tmp_pa
     assert {path: digest for path, digest in after.items() if path in before} == before, "a written file changed"
     fresh = paths["run"].relative_to(tmp_path)
     assert all(path.parts[0] == fresh.name for path in set(after) - set(before)), "files outside a fresh run folder"
-
-
-def test_a_real_divergence_resumes_with_a_lower_lr(tmp_path):
-    """The issue's example: --lr 1 with a log point every step diverges a few steps in; the checkpoint of the step
-    before the nan holds parameters whose next loss is the nan, so it is set aside and the one before restored,
-    and --resume --lr 1e-3 trains to the end."""
-    argv = loop_argv("main_toy", tmp_path, "--niters", "12", "--eval_every", "1", "--plot_every", "12")
-    stopped = run_in_process(main_toy.main, [*argv, "--lr", "1"])
-    assert stopped.code == 1 and "diverged at its first update" in stopped.err and "is restored" in stopped.err
-    restored = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"]
-    resumed = run_in_process(main_toy.main, [*argv, "--lr", "1e-3", "--resume"])
-    assert resumed.code == 0, resumed.err
-    rows = read_metrics(tmp_path)
-    assert [int(row["step"]) for row in rows] == list(range(1, 13)) and restored < 12
-    assert all(math.isfinite(float(row["train_loss"])) for row in rows)
-
-
-# ---- lock, torn row, kill after a checkpoint, optimizer flags on resume ------------------------------------------
-
-def test_a_second_process_on_a_run_folder_is_refused(tmp_path):
-    run_dir = tmp_path / "run"
-    RunFolder(run_dir, {"seed": 0}, model_keys=())  # this process holds the folder, as a running script does
-    try:
-        second = run_script("main_toy.py", *loop_argv("main_toy", run_dir), check=False)
-    finally:
-        release_run_folders()
-    assert second.returncode == 1 and "Traceback" not in second.stderr
-    assert f"is in use by process {os.getpid()}" in second.stderr and "choose another --run_dir" in second.stderr
-    assert not (run_dir / "metrics.csv").exists() and not (run_dir / "checkpoint.pt").exists()
-
-
-@contextlib.contextmanager
-def killed_after_checkpoint(step):
-    """SIGKILL right after the checkpoint of `step` is written, before the files that follow it."""
-    follow_up = RunFolder.follow_up
-
-    def dying_follow_up(run, write, *paths):
-        if run.checkpoint_step == step and not run._redoing_follow_ups:
-            raise SystemExit(137)
-        follow_up(run, write, *paths)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(RunFolder, "follow_up", dying_follow_up)
-        yield
-
-
-def test_a_torn_last_row_is_repaired_on_resume(tmp_path):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert run_in_process(main_toy.main, loop_argv("main_toy", straight)).code == 0
-    with killed_after_checkpoint(4):
-        assert run_in_process(main_toy.main, loop_argv("main_toy", killed)).code == 137
-    with open(killed / "metrics.csv", "a") as metrics:  # then killed during the append of step 6: a torn row
-        metrics.write("6,elbo,1.2")
-    resumed = run_in_process(main_toy.main, loop_argv("main_toy", killed, "--resume"))
-    assert resumed.code == 0 and "dropped the torn last row '6,elbo,1.2'" in resumed.out
-    assert read_metrics(killed) == read_metrics(straight)
-
-
-def test_files_after_a_checkpoint_appear_on_resume(tmp_path):
-    """Killed after the warm-up's checkpoint and again after the final one: on each resume warmup_checkpoint.pt,
-    the warm-up grids and the final grids appear, the same as an uninterrupted run's."""
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    argv = ["--epochs", "1", "--save_samples", "2"]
-    assert run_in_process(main_image.main, loop_argv("main_image", straight, *argv)).code == 0
-    for step in (1, 2):
-        with killed_after_checkpoint(step):
-            resume = ["--resume"] if step > 1 else []
-            assert run_in_process(main_image.main, loop_argv("main_image", killed, *argv, *resume)).code == 137
-        assert not (killed / "samples" / ("warmup_recon.png" if step == 1 else "final_recon.png")).exists()
-    assert run_in_process(main_image.main, loop_argv("main_image", killed, *argv, "--resume")).code == 0
-    figures = sorted(path.name for path in (straight / "samples").glob("*.png"))
-    assert len(figures) == 8 and sorted(path.name for path in (killed / "samples").glob("*.png")) == figures
-    assert all((straight / "samples" / name).read_bytes() == (killed / "samples" / name).read_bytes()
-               for name in figures)
-    warm_ups = [torch.load(run / "warmup_checkpoint.pt", weights_only=True) for run in (straight, killed)]
-    assert warm_ups[0]["step"] == warm_ups[1]["step"] == 1
-    assert all(torch.equal(warm_ups[0]["models"]["encoder"][key], value)
-               for key, value in warm_ups[1]["models"]["encoder"].items())
-    assert read_metrics(killed) == read_metrics(straight)
-
-
-def test_optimizer_flags_changed_on_resume_are_applied(tmp_path):
-    argv = loop_argv("main_lagvae", tmp_path)
-    assert run_in_process(main_lagvae.main, [*argv, "--epochs", "1"]).code == 0
-    resumed = run_in_process(main_lagvae.main, [*argv, "--lambda_lr", "0.002", "--beta1", "0.6", "--lr", "3e-4",
-                                                "--resume"])
-    assert resumed.code == 0, resumed.err
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    model, multipliers = (state["optimizers"][name]["param_groups"][0] for name in ("model", "multipliers"))
-    assert (model["lr"], model["betas"], multipliers["lr"]) == (3e-4, (0.6, 0.999), 0.002)
-    change = json.loads((tmp_path / "config.json").read_text())["changed_on_resume"][-1]
-    assert change["step"] == 4 and set(change["flags"]) == {"epochs", "lambda_lr", "beta1", "lr"}
-    assert "optimizer 'multipliers' group 0: lr 0.001 -> 0.002" in change["optimizers"]

@@ -172,8 +172,8 @@ def test_compute_gen_fid_scores_tensor_file_and_png_folder_alike(mnist, tmp_path
     tensor_file, png_dir = _write_samples(tmp_path, _sample_images(mnist))
     summary = tmp_path / "fid_tiny.json"
     result = run_script("compute_gen_fid.py", str(tensor_file), str(png_dir), "--dataset", "mnist", "--n_samples",
-                        "12", "--dims", "64", "--split", "test", "--batch_size", "6", "--device", "cpu", "--cache_dir", str(tmp_path),
-                        "--summary", str(summary), "--method", "tensor", "png")
+                        "12", "--dims", "64", "--split", "test", "--batch_size", "6", "--device", "cpu",
+                        "--cache_dir", str(tmp_path), "--summary", str(summary), "--method", "tensor", "png")
     rows = json.loads(summary.read_text())["rows"]
     assert [row["method"] for row in rows] == ["tensor", "png"]
     assert rows[0]["ours"] == rows[1]["ours"] > 0 and rows[0]["scale"] == "12 samples"

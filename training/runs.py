@@ -497,7 +497,9 @@ class RunFolder:
     def _recover_from_nonfinite(self, bad_first_update):
         """What to resume after a non-finite loss. A checkpoint whose very first update diverged holds parameters
         that a lower learning rate cannot save: it is set aside for the one before, unless it was resumed with
-        changed flags, which may be the cause."""
+        changed flags, which may be the cause. (The terms of one update may span several optimizer steps, as the
+        symmetric HVAE's decoder-then-encoder iteration: a divergence inside the first then also sets the
+        checkpoint aside, the cautious side.)"""
         fix = "after fixing the cause (e.g. lower --lr)"
         if self.checkpoint_step is None:
             return f"no checkpoint was written yet — start again {fix}."
