@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from data.images import IMAGE_DATASETS
-from evaluation.domain_classifier import domain_metrics, load_classifier
+from evaluation.domain_classifier import domain_metrics, grayscale_if_gray, load_classifier
 from evaluation.fid import (FID_DIMS, REFERENCE_SPLITS, Statistics, binarize, dataset_images, frechet_distance,
                             full_rank, inception_features, load_images, load_inception, reference_statistics,
                             reference_statistics_path)
@@ -39,7 +39,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", help="sample files, run folders, image folders, dataset:NAME:SPLIT, "
                                                   "noise:uniform")
-    parser.add_argument("--dataset", choices=IMAGE_DATASETS, default="mnist", help="reference (default: %(default)s)")
+    parser.add_argument("--dataset", choices=IMAGE_DATASETS, required=True,
+                        help="the reference dataset: the one the samples' model was trained on")
     parser.add_argument("--split", choices=REFERENCE_SPLITS, default="train",
                         help="reference split; train = the official 60k training set (default: %(default)s)")
     parser.add_argument("--n_samples", type=int, default=2000, help="images scored per input (default: %(default)s)")
@@ -85,6 +86,10 @@ def input_images(spec, n, reference_shape, data_root):
         return torch.randint(0, 256, (n, *reference_shape), generator=torch.Generator().manual_seed(0),
                              dtype=torch.uint8)
     images = load_images(spec)
+    shape = tuple(grayscale_if_gray(images[:1], reference_shape[0]).shape[1:])  # PNGs of gray images load as RGB
+    if shape != tuple(reference_shape):
+        raise ConfigError(f"{spec} holds images of shape {shape}, the reference's are {tuple(reference_shape)}: "
+                          "score samples against the --dataset their model was trained on")
     if len(images) < n:
         raise ConfigError(f"{spec} holds {len(images)} images, fewer than --n_samples {n}: lower --n_samples or "
                           "save more samples")

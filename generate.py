@@ -17,7 +17,7 @@ import torch
 from evaluation.figures import rows_of, save_labelled_grid
 from evaluation.samples import quantize, save_sample_tensor
 from evaluation.symvae import METHOD_NAMES, limiting_chain, load_trained_model, separate_rng_stream
-from training import add_device_arg, add_precision_arg, apply_precision, resolve_device, run_main
+from training import add_device_arg, add_precision_arg, apply_precision, check_ranges, resolve_device, run_main
 
 
 def parse_args(argv=None):
@@ -36,9 +36,8 @@ def parse_args(argv=None):
                                                    "which bfloat16 would round")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.chain_steps < 0 or args.n_grid <= 0 or args.save_samples < 0 or args.sample_batch_size <= 0:
-        parser.error("--chain_steps and --save_samples must be non-negative, --n_grid and --sample_batch_size "
-                     "positive")
+    check_ranges(parser, args, positive=("n_grid", "sample_batch_size"),
+                 non_negative=("chain_steps", "save_samples", "seed"))
     if args.out and not args.save_samples:
         parser.error("--out names the file of --save_samples N; pass --save_samples too")
     return args

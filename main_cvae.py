@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from data.images import BatchIterator, DatasetNotFoundError, load_image_dataset
+from data.images import BatchIterator, load_image_dataset
 from evaluation.cvae import completion_figure, negative_clls
 from models.cvae import CVAE, BaselineNet
 from objectives.cvae import QUADRANT_SETTINGS, QuadrantTask, baseline_negative_cll, negative_elbo
 from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, apply_precision,
-                      capture_rng_state, check_choices, check_finite, load_checkpoint, progress, resolve_device,
-                      restore_rng_state, run_main, seed_everything, write_json_atomic)
+                      check_choices, check_ranges, load_checkpoint, progress, resolve_device, run_main,
+                      seed_everything, write_json_atomic)
 
 DEFAULTS = dict(
     quadrants=1, model="cvae",
@@ -38,7 +38,7 @@ DEFAULTS = dict(
 CHOICES = dict(quadrants=QUADRANT_SETTINGS, model=("nn", "cvae"))
 MODEL_KEYS = ("quadrants", "model", "baseline_run", "z_dim", "hidden_1", "hidden_2", "gen_uses_x", "data_root",
               "n_valid", "n_train")
-POSITIVE = ("z_dim", "hidden_1", "hidden_2", "batch_size", "patience", "n_samples", "eval_batch_size", "epochs")
+POSITIVE = ("z_dim", "hidden_1", "hidden_2", "batch_size", "lr", "patience", "n_samples", "eval_batch_size", "epochs")
 
 
 def parse_args(argv=None):
@@ -47,21 +47,14 @@ def parse_args(argv=None):
     add_flags_from_defaults(parser, DEFAULTS)
     args = parser.parse_args(argv)
     check_choices(parser, args, CHOICES)
-    not_positive = [f"--{name} {getattr(args, name)}" for name in POSITIVE if getattr(args, name) <= 0]
-    if not_positive:
-        parser.error(f"{', '.join(not_positive)}: must be positive")
-    if min(args.n_train, args.n_test, args.n_figure_digits) < 0 or not args.lr > 0:
-        parser.error("--n_train, --n_test and --n_figure_digits must be >= 0 (0 = all, resp. no figure), --lr > 0")
+    check_ranges(parser, args, positive=POSITIVE, non_negative=("n_valid", "n_train", "n_test", "n_figure_digits"))
     if args.baseline_run and args.model != "cvae":
         parser.error("--baseline_run is the frozen baseline of a CVAE; it needs --model cvae")
     return args
 
 
 def load_data(args, device):
-    try:
-        data = load_image_dataset("mnist", args.data_root, device=device, n_valid=args.n_valid)
-    except (DatasetNotFoundError, ValueError) as error:
-        raise ConfigError(str(error)) from error
+    data = load_image_dataset("mnist", args.data_root, device=device, n_valid=args.n_valid)
     if args.n_train > len(data.train_x):
         raise ConfigError(f"--n_train {args.n_train} exceeds the {len(data.train_x)} training images left after "
                           f"--n_valid {args.n_valid}; lower one of them (0 = all)")
@@ -104,31 +97,24 @@ def fit(run, args, data, task, device, baseline=None):
     model = build_model(vars(args)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, foreach=True)  # never the baseline's parameters
     best = {"model": {k: v.clone() for k, v in model.state_dict().items()}, "epoch": 0, "valid_loss": math.inf}
-    epochs_since_best = 0
-    if run.resume_state:
-        state = run.resume_state
-        model.load_state_dict(state["models"]["model"])
-        optimizer.load_state_dict(state["optimizers"]["model"])
-        best, epochs_since_best = state["best"], state["epochs_since_best"]
-        restore_rng_state(state["rng"], device)
-    start_time = time.time() - (run.resume_state.get("elapsed_s", 0.0) if run.resume_state else 0.0)
+    state = run.restore({"model": model}, {"model": optimizer})
+    best, epochs_since_best = state.get("best", best), state.get("epochs_since_best", 0)
     batches = BatchIterator(data.train_x, batch_size=args.batch_size, drop_last=False)
 
     for epoch in range(run.start_step, args.epochs):
         if epochs_since_best >= args.patience:
             break
         model.train()
-        sums = {}
         for images, _ in progress(batches, desc=f"{args.model} q{args.quadrants} epoch {epoch + 1}"):
             with autocast():
                 loss, parts = loss_terms(model, baseline, task, *task.split(images))
             loss = loss.mean()
-            check_finite(epoch + 1, {"loss": loss, **{k: v.mean() for k, v in parts.items()}}, run)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            for name, value in {"train_loss": loss, **{k: v.mean() for k, v in parts.items()}}.items():
-                sums[name] = sums.get(name, 0.0) + value.detach() * len(images)
+            # Sums over images (the last batch may be smaller), divided by the image count below.
+            run.add_terms({name: value.mean() * len(images) for name, value in {"train_loss": loss, **parts}.items()})
+        sums = run.read_terms(epoch + 1, mean=False)
         model.eval()
         valid_loss = validation_loss(model, baseline, task, data.valid_x, args)
         if valid_loss < best["valid_loss"]:
@@ -137,13 +123,10 @@ def fit(run, args, data, task, device, baseline=None):
             epochs_since_best = 0
         else:
             epochs_since_best += 1
-        run.metrics.log({"step": epoch + 1, **{k: v.item() / len(data.train_x) for k, v in sums.items()},
-                         "valid_loss": valid_loss, "best_epoch": best["epoch"],
-                         "elapsed_s": round(time.time() - start_time, 2)})
-        run.save_checkpoint({"step": epoch + 1, "models": {"model": model.state_dict()},
-                             "optimizers": {"model": optimizer.state_dict()}, "best": best,
-                             "epochs_since_best": epochs_since_best, "rng": capture_rng_state(device),
-                             "elapsed_s": time.time() - start_time})
+        run.log({"step": epoch + 1, **{k: v / len(data.train_x) for k, v in sums.items()},
+                 "valid_loss": valid_loss, "best_epoch": best["epoch"], "elapsed_s": round(run.elapsed_s(), 2)})
+        run.save_checkpoint(epoch + 1, {"model": model}, {"model": optimizer}, best=best,
+                            epochs_since_best=epochs_since_best)
         print(f"epoch {epoch + 1}: valid {valid_loss:.3f} (best {best['valid_loss']:.3f} at epoch {best['epoch']})",
               flush=True)
     model.load_state_dict(best["model"])
@@ -152,7 +135,8 @@ def fit(run, args, data, task, device, baseline=None):
 
 def load_baseline(baseline_run, args, device):
     """The best model of a finished --model nn run on the same task and the same validation split."""
-    state = load_checkpoint(Path(baseline_run) / "checkpoint.pt")
+    state = load_checkpoint(Path(baseline_run) / "checkpoint.pt",
+                            advice="Pass --baseline_run a finished --model nn run folder (or leave it empty).")
     flags = state["config"]["flags"]
     mismatched = [] if flags.get("model") == "nn" else [f"--model {flags.get('model')!r} (a baseline is nn)"]
     mismatched += [f"--{key} {flags.get(key)!r} (here {getattr(args, key)!r})"
@@ -181,8 +165,8 @@ def train_baseline(args, data, task, device):
 def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
+    data = load_data(args, device)  # before the run folder: a bad dataset writes nothing
     run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
-    data = load_data(args, device)
     task = QuadrantTask(args.quadrants, device)
     baseline = None
     if args.model == "cvae" and args.baseline_run:

@@ -14,8 +14,8 @@ import compat  # noqa: F401  (first: torchvision shim)
 
 import argparse
 import csv
-import time
 from pathlib import Path
+
 import torch
 
 from data.images import BatchIterator, load_image_dataset, to_float
@@ -27,10 +27,10 @@ from objectives.cygen import COMPATIBILITY_VARIANTS, compatibility_terms, cygen_
 from objectives.vae import dae_loss, elbo_loss
 from sampling.chains import gibbs_chain, x_langevin
 from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, apply_precision,
-                      capture_rng_state, check_choices, check_finite, load_checkpoint, progress, resolve_device,
-                      restore_rng_state, run_main, seed_everything, separate_rng_stream)
+                      check_choices, check_ranges, load_checkpoint, progress, resolve_device, run_main,
+                      seed_everything, separate_rng_stream)
 from training.precision import CYGEN_BF16_REFUSAL
-from training.runs import check_same_model_flags, write_atomically
+from training.runs import check_same_model_flags
 
 DEFAULTS = dict(
     dataset="mnist", data_root="datasets", n_train=0, n_test=0,  # > 0: subsets (CPU-scale runs, tests)
@@ -50,6 +50,12 @@ MODEL_KEYS = ("dataset", "n_train", "method", "z_dim", "n_flows", "n_householder
 WARM_UP_KEYS = ("dataset", "data_root", "n_train", "seed", "z_dim", "n_flows", "n_householder", "warm_up", "warm_lr",
                 "warm_p_var", "kl_beta", "batch_size", "n_mc_px")
 WARM_UP_CHECKPOINT = "warmup_checkpoint.pt"
+POSITIVE = ("z_dim", "n_flows", "n_householder", "warm_lr", "warm_p_var", "lr", "lr_ratio_dec", "set_p_var",
+            "vae_clamp", "batch_size", "n_mc_px", "valid_size", "n_trials", "downstream_epochs", "downstream_draws",
+            "gen_batch_size")
+NON_NEGATIVE = ("n_train", "n_test", "warm_up", "kl_beta", "w_cm", "compat_rows", "eval_every", "gen_niter",
+                "gen_stepsize", "gen_anneal", "gen_freeze", "gibbs_steps", "save_samples")
+GRIDS = ("recon", "prior", "gibbs", "langevin")
 METRIC_COLUMNS = ("step", "phase", "train_loss", "recon", "kl", "compat", "valid_recon", "valid_compat",
                   "accuracy", "accuracy_std", "elapsed_s")
 
@@ -60,18 +66,15 @@ def parse_args(argv=None):
     add_flags_from_defaults(parser, DEFAULTS)
     args = parser.parse_args(argv)
     check_choices(parser, args, CHOICES)
-    if args.warm_up < 0 or args.epochs < 0 or args.warm_up + args.epochs == 0:
-        parser.error("--warm_up and --epochs must be >= 0 with at least one epoch in all")
+    check_ranges(parser, args, positive=POSITIVE, non_negative=NON_NEGATIVE)
+    if args.warm_up + args.epochs == 0:
+        parser.error("--warm_up and --epochs must add up to at least one epoch")
     if args.method == "cygen" and args.w_cm > 0 and args.epochs == 0:
         parser.error("--method cygen with --epochs 0 trains no CyGen epoch; give --epochs N")
     if args.warm_start and args.warm_up == 0:
         parser.error("--warm_start needs --warm_up N: it skips the N warm-up epochs of this run")
     if args.compat_rows > args.batch_size:
         parser.error(f"--compat_rows {args.compat_rows} exceeds --batch_size {args.batch_size}")
-    if min(args.n_train, args.n_test) < 0:
-        parser.error("--n_train and --n_test must be >= 0 (0: the whole split)")
-    if min(args.batch_size, args.n_mc_px, args.n_trials, args.downstream_draws, args.valid_size) <= 0:
-        parser.error("--batch_size, --n_mc_px, --n_trials, --downstream_draws and --valid_size must be positive")
     return args
 
 
@@ -85,13 +88,20 @@ def kl_weight(epoch, args):
     return k / args.warm_up * 2 * args.kl_beta if k < args.warm_up / 2 else args.kl_beta
 
 
-def enter_phase(phase, encoder, decoder, args):
-    """Decoder variance, base-noise clamp and optimizer of a phase (the official code restarts Adamax)."""
+def set_phase_variances(phase, encoder, decoder, args):
+    """The decoder variance and base-noise clamp of a phase."""
     if phase == "warmup":
         decoder.variance, encoder.e_clamp = args.warm_p_var, None
-        groups = [{"params": [*encoder.parameters(), *decoder.parameters()], "lr": args.warm_lr}]
     else:
         decoder.variance, encoder.e_clamp = args.set_p_var, args.vae_clamp
+
+
+def enter_phase(phase, encoder, decoder, args):
+    """Decoder variance, base-noise clamp and optimizer of a phase (the official code restarts Adamax)."""
+    set_phase_variances(phase, encoder, decoder, args)
+    if phase == "warmup":
+        groups = [{"params": [*encoder.parameters(), *decoder.parameters()], "lr": args.warm_lr}]
+    else:
         groups = [{"params": encoder.parameters(), "lr": args.lr},
                   {"params": decoder.parameters(), "lr": args.lr * args.lr_ratio_dec}]
     # foreach: one kernel per operation over all tensors (torch's CUDA default, written out so that the CPU runs the
@@ -178,9 +188,9 @@ def grid_title(tag, what, args):
             f"{what}")
 
 
-def save_grids(run, tag, encoder, decoder, splits, args, device):
+def save_grids(paths, tag, encoder, decoder, splits, args, device):
     """Labelled grids of reconstructions, prior samples (meaningful for the VAE), SGLD samples and Gibbs-chain
-    states, sqrt(gen_batch_size) images a row."""
+    states, sqrt(gen_batch_size) images a row, to the paths of GRIDS in order; tag: warmup or final."""
     n = args.gen_batch_size
     per_row = int(n ** 0.5)
     x = to_float(splits.test_x[:n])
@@ -201,14 +211,16 @@ def save_grids(run, tag, encoder, decoder, splits, args, device):
                                                                                       device), per_row),
                          f"x-space SGLD on the joint, {args.gen_niter} steps from {args.gen_init} samples")
     encoder.train()
-    for name, (rows, what) in grids.items():
-        save_labelled_grid(run.samples_dir / f"{tag}_{name}.png", rows, grid_title(tag, what, args))
+    for name, path in zip(GRIDS, paths):
+        rows, what = grids[name]
+        save_labelled_grid(path, rows, grid_title(tag, what, args))
 
 
 def warm_start_state(run, args):
     """The warm-up checkpoint of another run with the same warm-up flags; its metrics rows are copied over."""
     path = Path(args.warm_start)
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, advice=f"Pass --warm_start a run's {WARM_UP_CHECKPOINT} (written at the end of its "
+                                         "warm-up).")
     check_same_model_flags(state["config"]["flags"], vars(args), WARM_UP_KEYS, path)
     if state["step"] != args.warm_up:
         raise ConfigError(f"{path} is a checkpoint at epoch {state['step']}, not at the end of a {args.warm_up}-epoch "
@@ -216,7 +228,7 @@ def warm_start_state(run, args):
     with open(path.parent / "metrics.csv") as file:
         for row in csv.DictReader(file):
             if int(row["step"]) <= args.warm_up:
-                run.metrics.log(row)
+                run.log(row)
     print(f"starting after the warm-up of {path}")
     return state
 
@@ -227,9 +239,13 @@ def main(argv=None):
     apply_precision(args.precision, device, cudnn_benchmark=True)  # fp32 or tf32: no autocast; fixed batch shapes
     splits = load_image_dataset(args.dataset, args.data_root, device=device, n_valid=None)
     if splits.shape != encoder_input_shape(args):
-        raise ValueError(f"{args.dataset} images have shape {splits.shape}")
+        raise ConfigError(f"{splits.source}: {args.dataset} images of shape {splits.shape}, expected "
+                          f"{encoder_input_shape(args)}; check --dataset and --data_root")
     train_x, train_y = splits.train_x[:args.n_train or None], splits.train_y[:args.n_train or None]
     test_x, test_y = splits.test_x[:args.n_test or None], splits.test_y[:args.n_test or None]
+    if len(train_x) < args.batch_size:
+        raise ConfigError(f"{len(train_x)} training images hold less than one batch of --batch_size "
+                          f"{args.batch_size}: an epoch would train nothing; raise --n_train or lower --batch_size")
     run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
     seed_everything(args.seed)
     encoder = image_encoder(splits.shape, args.z_dim, args.n_flows, args.n_householder).to(device)
@@ -238,35 +254,45 @@ def main(argv=None):
     state = run.resume_state or (warm_start_state(run, args) if args.warm_start else None)
     start = state["step"] if state else 0
     optimizer = enter_phase(phase_at(start, args), encoder, decoder, args)
-    if state:
-        encoder.load_state_dict(state["models"]["encoder"])
-        decoder.load_state_dict(state["models"]["decoder"])
-        if phase_at(start - 1, args) == phase_at(start, args):  # else the saved optimizer is the warm-up's
-            optimizer.load_state_dict(state["optimizers"]["model"])
-        restore_rng_state(state["rng"], device)
-    start_time = time.time() - (state.get("elapsed_s", 0.0) if state else 0.0)
+    models = {"encoder": encoder, "decoder": decoder}
+    # After the last warm-up epoch the saved optimizer is the warm-up's: the method's starts fresh.
+    run.restore(models, {"model": optimizer} if phase_at(start - 1, args) == phase_at(start, args) else {}, state)
     batches = BatchIterator(train_x, None, args.batch_size)
+
+    def follow_ups(done):  # after the checkpoint: a figure never costs a run
+        if done == args.warm_up:
+            run.follow_up(run.copy_checkpoint, run.path / WARM_UP_CHECKPOINT)
+        if done in (args.warm_up, total_epochs):
+            tag = "warmup" if done == args.warm_up else "final"
+            # The grids of the epoch just trained, with its phase's variances (on resume the next phase's are set).
+            variances = decoder.variance, encoder.e_clamp
+            set_phase_variances(phase_at(done - 1, args), encoder, decoder, args)
+            with separate_rng_stream(device, args.seed + done):
+                run.follow_up(lambda *paths: save_grids(paths, tag, encoder, decoder, splits, args, device),
+                              *[run.samples_dir / f"{tag}_{name}.png" for name in GRIDS])
+            decoder.variance, encoder.e_clamp = variances
+    run.redo_follow_ups(follow_ups)
 
     for epoch in range(start, total_epochs):
         phase = phase_at(epoch, args)
         if epoch == args.warm_up > 0 and epoch > start:
             optimizer = enter_phase(phase, encoder, decoder, args)
-        sums = {}
-        bar = progress(batches, total=len(batches), desc=f"{phase} epoch {epoch + 1}/{total_epochs}")
-        for x_uint8, _ in bar:
+        bar = progress(None, total=len(batches), desc=f"{phase} epoch {epoch + 1}/{total_epochs}")
+        for x_uint8, _ in batches:
             x = to_float(x_uint8)
             loss, terms = training_loss(phase, encoder, decoder, x, epoch, args)
-            check_finite(epoch + 1, {"loss": loss, **terms}, run)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            for name, value in {"train_loss": loss, **terms}.items():
-                sums[name] = sums.get(name, 0.0) + value.detach()
-            bar.set_postfix({name: f"{value.item():.4g}" for name, value in terms.items()}, refresh=False)
+            run.add_terms({"train_loss": loss, **terms})
+            bar.update()
 
         done = epoch + 1
+        means = run.read_terms(done)
+        bar.set_postfix({name: f"{value:.4g}" for name, value in means.items()})
+        bar.close()
         row = dict.fromkeys(METRIC_COLUMNS)
-        row.update(step=done, phase=phase, **{name: (total / len(batches)).item() for name, total in sums.items()})
+        row.update(step=done, phase=phase, **means)
         milestone = done in (args.warm_up, total_epochs) or (args.eval_every and done % args.eval_every == 0)
         with separate_rng_stream(device, args.seed + done):
             row.update(validation_metrics(encoder, decoder, splits.valid_x[:args.valid_size], args))
@@ -276,16 +302,10 @@ def main(argv=None):
                 row.update(accuracy=result.mean, accuracy_std=result.std)
                 print(f"epoch {done}: downstream accuracy {result.mean:.2f} +- {result.std:.2f} % "
                       f"({args.n_trials} trials)")
-        row["elapsed_s"] = round(time.time() - start_time, 2)
-        run.metrics.log(row)
-        run.save_checkpoint({"step": done, "models": {"encoder": encoder.state_dict(), "decoder": decoder.state_dict()},
-                             "optimizers": {"model": optimizer.state_dict()}, "rng": capture_rng_state(device),
-                             "elapsed_s": time.time() - start_time})
-        if done == args.warm_up:
-            write_atomically(run.path / WARM_UP_CHECKPOINT, lambda file: file.write(run.checkpoint_path.read_bytes()))
-        if done in (args.warm_up, total_epochs):  # after the checkpoint: a figure never costs a run
-            with separate_rng_stream(device, args.seed + done):
-                save_grids(run, "warmup" if done == args.warm_up else "final", encoder, decoder, splits, args, device)
+        row["elapsed_s"] = round(run.elapsed_s(), 2)
+        run.log(row)
+        run.save_checkpoint(done, models, {"model": optimizer})
+        follow_ups(done)
 
     samples_path = run.path / "samples" / f"samples_{args.method}_{args.save_samples}.pt"
     # Resuming a finished run is a no-op: its samples (seeded, so the same) are not drawn again.

@@ -16,7 +16,6 @@ import compat  # noqa: F401  (first: torchvision shim)
 
 import argparse
 import itertools
-import time
 from pathlib import Path
 
 import torch
@@ -29,8 +28,7 @@ from objectives.lagvae import (MULTIPLIER_RANGE, constraint_violations, consiste
                                initial_multipliers, lagrangian, mmd_noise_floor, multiplier_ascent_step,
                                multiplier_optimizer, multipliers_at_clip)
 from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, apply_precision,
-                      capture_rng_state, check_finite, load_checkpoint, progress, resolve_device, restore_rng_state,
-                      run_main, seed_everything)
+                      check_ranges, load_checkpoint, progress, resolve_device, run_main, seed_everything)
 
 DEFAULTS = dict(
     method="lagvae", mi=0.0,
@@ -44,6 +42,7 @@ DEFAULTS = dict(
 )
 METHOD_DEFAULTS = {"infovae": {"e1": 1.0, "e2": 0.0}, "lagvae": {"e1": 88.0, "e2": 8.0}}
 MODEL_KEYS = ("method", "mi", "e1", "e2", "z_dim", "width", "n_train", "init_from")
+POSITIVE = ("z_dim", "width", "batch_size", "lr", "eval_every", "n_eval", "eval_batch_size", "iwae_k", "epochs")
 MNIST_TEST_SIZE = 10000
 
 
@@ -59,10 +58,7 @@ def parse_args(argv=None):
     for name, default in METHOD_DEFAULTS[args.method].items():
         if getattr(args, name) is None:
             setattr(args, name, default)
-    if min(args.z_dim, args.width, args.batch_size, args.eval_every, args.n_eval, args.eval_batch_size,
-           args.iwae_k, args.epochs) <= 0 or args.n_train < 0:
-        parser.error("--z_dim, --width, --batch_size, --eval_every, --n_eval, --eval_batch_size, --iwae_k and "
-                     "--epochs must be positive, --n_train >= 0")
+    check_ranges(parser, args, positive=POSITIVE, non_negative=("n_train",), fraction=("beta1",))
     if 0 < args.n_train < args.batch_size:
         parser.error(f"--n_train {args.n_train} holds less than one batch of --batch_size {args.batch_size}")
     if args.n_eval > MNIST_TEST_SIZE:
@@ -82,7 +78,7 @@ def load_data(args, device):
 
 
 def load_initial_networks(encoder, decoder, run_dir):
-    state = load_checkpoint(Path(run_dir) / "checkpoint.pt")
+    state = load_checkpoint(Path(run_dir) / "checkpoint.pt", advice="Pass --init_from a run folder of main_lagvae.py.")
     try:
         encoder.load_state_dict(state["models"]["encoder"])
         decoder.load_state_dict(state["models"]["decoder"])
@@ -126,6 +122,7 @@ def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
     autocast = apply_precision(args.precision, device)
+    train_x, heldout = load_data(args, device)  # before the run folder: a bad dataset writes nothing
     run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
     seed_everything(args.seed)
     encoder = GaussianMLPEncoder(args.z_dim, args.width).to(device)
@@ -135,23 +132,26 @@ def main(argv=None):
                                  betas=(args.beta1, 0.999), foreach=True)
     multipliers = initial_multipliers(device)
     lambda_optimizer = multiplier_optimizer(multipliers, args.lambda_lr)
-    if run.resume_state:
-        state = run.resume_state
-        encoder.load_state_dict(state["models"]["encoder"])
-        decoder.load_state_dict(state["models"]["decoder"])
-        optimizer.load_state_dict(state["optimizers"]["model"])
-        lambda_optimizer.load_state_dict(state["optimizers"]["multipliers"])
+    models, optimizers = {"encoder": encoder, "decoder": decoder}, {"model": optimizer, "multipliers": lambda_optimizer}
+    state = run.restore(models, optimizers)
+    if state:
         with torch.no_grad():
             multipliers.copy_(state["multipliers"])
-        restore_rng_state(state["rng"], device)
     elif args.init_from:
         load_initial_networks(encoder, decoder, args.init_from)
-    train_x, heldout = load_data(args, device)
     warn_if_infeasible(args)
 
     n_steps = args.epochs * (len(train_x) // args.batch_size)
-    start_time = time.time() - (run.resume_state.get("elapsed_s", 0.0) if run.resume_state else 0.0)
-    sums, n_summed, pinned_reported = None, 0, set()
+
+    def follow_ups(done):  # after the checkpoint: a figure never costs a run
+        if done == n_steps:
+            title = (f"{'LagVAE' if args.method == 'lagvae' else 'InfoVAE'} mi={args.mi:+g} e1={args.e1:g} "
+                     f"e2={args.e2:g}, binarised MNIST, {done} steps (widths {args.width}, batch {args.batch_size})")
+            run.follow_up(lambda path: reconstruction_figure(path, encoder, decoder, heldout["test"], seed=args.seed,
+                                                             title=title),
+                          run.samples_dir / f"step{done:08d}.png")
+    run.redo_follow_ups(follow_ups)
+    pinned_reported = set()
     bar = progress(zip(range(run.start_step, n_steps), batches_from(train_x, run.start_step, args, device)),
                    total=n_steps, initial=run.start_step, desc=f"{args.method} mi={args.mi:g}")
     for step, x_uint8 in bar:
@@ -163,40 +163,27 @@ def main(argv=None):
                 loss = lagrangian(terms, args.mi, l1, l2, args.e1, args.e2)
             else:
                 loss = information_objective(terms, args.mi, args.e1, args.e2)
-        check_finite(step + 1, {"loss": loss, **terms}, run)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if args.method == "lagvae":  # simultaneous ascent on the same batch, as the official code
             multiplier_ascent_step(multipliers, lambda_optimizer, constraint_violations(terms, args.e1, args.e2))
-        batch_terms = torch.stack([loss.detach(), *(value.detach() for value in terms.values())])
-        sums, n_summed = (batch_terms if sums is None else sums + batch_terms), n_summed + 1
+        run.add_terms({"loss": loss, **terms})
 
         done = step + 1
         if done % args.eval_every == 0 or done == n_steps:
-            means = dict(zip(("loss", *terms), (sums / n_summed).tolist()))
-            sums, n_summed = None, 0
+            means = run.read_terms(done)
             l1, l2 = multipliers.tolist() if args.method == "lagvae" else (args.e1, args.e2)
             metrics = heldout_metrics(encoder, decoder, heldout, args.eval_batch_size, seed=args.seed + done)
             final_iwae = (iwae_nll(encoder, decoder, heldout["test"], args.iwae_k, args.eval_batch_size, args.seed)
                           if done == n_steps else "")
-            run.metrics.log({"step": done, "epoch": round(done * args.batch_size / len(train_x), 2), **means,
-                             "elbo": means["nll"] + means["kl"], "l1": l1, "l2": l2, **metrics,
-                             "test_iwae_nll": final_iwae,
-                             "elapsed_s": round(time.time() - start_time, 2)})
+            run.log({"step": done, "epoch": round(done * args.batch_size / len(train_x), 2), **means,
+                     "elbo": means["nll"] + means["kl"], "l1": l1, "l2": l2, **metrics,
+                     "test_iwae_nll": final_iwae, "elapsed_s": round(run.elapsed_s(), 2)})
             if args.method == "lagvae":
                 report_pinned_multipliers(multipliers, means, args, pinned_reported)
-            run.save_checkpoint({"step": done, "models": {"encoder": encoder.state_dict(),
-                                                          "decoder": decoder.state_dict()},
-                                 "optimizers": {"model": optimizer.state_dict(),
-                                                "multipliers": lambda_optimizer.state_dict()},
-                                 "multipliers": multipliers.detach().clone(), "rng": capture_rng_state(device),
-                                 "elapsed_s": time.time() - start_time})
-            if done == n_steps:
-                reconstruction_figure(run.samples_dir / f"step{done:08d}.png", encoder, decoder, heldout["test"],
-                                      seed=args.seed, title=f"{'LagVAE' if args.method == 'lagvae' else 'InfoVAE'} "
-                                      f"mi={args.mi:+g} e1={args.e1:g} e2={args.e2:g}, binarised MNIST, {done} steps "
-                                      f"(widths {args.width}, batch {args.batch_size})")
+            run.save_checkpoint(done, models, optimizers, multipliers=multipliers.detach().clone())
+            follow_ups(done)
             bar.set_postfix({"-elbo": f"{means['nll'] + means['kl']:.2f}", "kl": f"{means['kl']:.2f}",
                              "mmd": f"{means['mmd']:.2f}", "l1": f"{l1:.3g}", "l2": f"{l2:.3g}",
                              "test_-elbo": f"{metrics['test_elbo']:.2f}"}, refresh=False)

@@ -12,7 +12,6 @@ import compat  # noqa: F401  (first: torchvision shim)
 
 import argparse
 import contextlib
-import time
 
 import torch
 
@@ -22,9 +21,8 @@ from evaluation.symvae import (METHOD_NAMES, MODEL_FLAGS, mean_squared_weight, m
                                separate_rng_stream)
 from models.binary_hvae import ARCHITECTURES, ENCODER_ORDERS, LIKELIHOODS, build_model
 from objectives.symvae import clean_images, decoder_step_loss, encoder_step_loss, training_noise
-from training import (RunFolder, add_common_args, add_flags_from_defaults, apply_precision, capture_rng_state,
-                      check_finite, progress, resolve_device, restore_rng_state, run_main, seed_everything,
-                      write_json_atomic)
+from training import (RunFolder, add_common_args, add_flags_from_defaults, apply_precision, check_choices,
+                      check_ranges, progress, resolve_device, run_main, seed_everything, write_json_atomic)
 
 DEFAULTS = dict(  # the README's settings; the official --stepsize default 1e-8 would not learn
     dataset="mnist", encoder="ladder", arch="conv", nz0=30, nz1=100,
@@ -34,6 +32,8 @@ DEFAULTS = dict(  # the README's settings; the official --stepsize default 1e-8 
 )
 CHOICES = dict(dataset=tuple(LIKELIHOODS), encoder=ENCODER_ORDERS, arch=ARCHITECTURES)
 MODEL_KEYS = ("method", *MODEL_FLAGS, "train_on_all")
+POSITIVE = ("niters", "nz0", "nz1", "conditional_width", "conv_channels", "mlp_width", "lr", "batch_size",
+            "log_every", "checkpoint_every", "image_every", "stats_batch_size")
 AVERAGING_STEPS = 1000  # moving averages: running mean for the first 1000 iterations, then rate 0.001 (official)
 
 
@@ -46,12 +46,9 @@ def parse_args(method, description, argv=None):
                              "official code; --mlp_width for --arch mlp)")
     args = parser.parse_args(argv)
     args.method = method
-    for name, allowed in CHOICES.items():
-        if getattr(args, name) not in allowed:
-            parser.error(f"--{name} {getattr(args, name)!r} is not one of {', '.join(allowed)}")
-    sizes = ("niters", "nz0", "nz1", "batch_size", "log_every", "checkpoint_every", "image_every", "stats_batch_size")
-    if min(getattr(args, name) for name in sizes) <= 0 or args.display_chain_steps < 0 or args.lr <= 0:
-        parser.error(f"--{', --'.join(sizes)} and --lr must be positive and --display_chain_steps non-negative")
+    check_choices(parser, args, CHOICES)
+    check_ranges(parser, args, positive=(*POSITIVE, *(["encoder_width"] if args.encoder_width is not None else [])),
+                 non_negative=("display_chain_steps",))
     if args.checkpoint_every % args.log_every or args.image_every % args.log_every:
         parser.error(f"--checkpoint_every {args.checkpoint_every} and --image_every {args.image_every} must be "
                      f"multiples of --log_every {args.log_every} (the loss is checked for nan when logging)")
@@ -90,14 +87,14 @@ def update_moving_averages(averages, terms, step):
         averages[name] = value if name not in averages else averages[name] * (1 - rate) + value * rate
 
 
-def log_statistics(run, step, model, averages, x, args, device, start_time):
+def log_statistics(run, step, model, averages, x, args, device):
     """The official code's log line (moving-average losses, mean squared weight, mean per-bit MI) as a metrics row;
     the sorted per-bit MI curves go to mutual_information.json."""
     with separate_rng_stream(device, args.seed + step):
         information = mutual_information(model, x, args.stats_batch_size)
-    run.metrics.log({"step": step, **averages, "mean_sq_weight": mean_squared_weight(model),
-                     "pmi1": information["p_z0_z1"].mean(), "qmi0": information["q_x_z0"].mean(),
-                     "qmi1": information["q_xz0_z1"].mean(), "elapsed_s": round(time.time() - start_time, 2)})
+    run.log({"step": step, **averages, "mean_sq_weight": mean_squared_weight(model),
+             "pmi1": information["p_z0_z1"].mean(), "qmi0": information["q_x_z0"].mean(),
+             "qmi1": information["q_xz0_z1"].mean(), "elapsed_s": round(run.elapsed_s(), 2)})
     write_json_atomic(run.path / "mutual_information.json",
                       {"step": step, **{name: values.sort().values.tolist() for name, values in information.items()}})
 
@@ -108,49 +105,46 @@ def train(method, make_update, description, argv=None):
     args = parse_args(method, description, argv)
     device = resolve_device(args.device)
     autocast = apply_precision(args.precision, device, cudnn_benchmark=True)  # one batch shape throughout
+    # A held-out test set is kept (n_valid=0: 60k train, 10k test); --train_on_all trains on all 70k as the
+    # official code did. Loaded before the run folder: a bad dataset writes nothing.
+    splits = load_image_dataset(args.dataset, data_root=args.data_root, device=device, n_valid=0)
     run = RunFolder(args.run_dir, vars(args), resume=args.resume, model_keys=MODEL_KEYS)
     seed_everything(args.seed)
-    # A held-out test set is kept (n_valid=0: 60k train, 10k test); --train_on_all trains on all 70k as the
-    # official code did.
-    splits = load_image_dataset(args.dataset, data_root=args.data_root, device=device, n_valid=0)
     train_x = torch.cat([splits.train_x, splits.test_x]) if args.train_on_all else splits.train_x
     model = build_model(**{key: getattr(args, key) for key in MODEL_FLAGS}).to(device)
     update = make_update(model, args.lr, autocast)
-    averages = {}
-    if run.resume_state:
-        state = run.resume_state
-        model.load_state_dict(state["models"]["model"])
-        for name, optimizer in update.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-        averages = {name: value.to(device) for name, value in state["moving_averages"].items()}
-        restore_rng_state(state["rng"], device)
+    state = run.restore({"model": model}, update.optimizers)
+    averages = {name: value.to(device) for name, value in state.get("moving_averages", {}).items()}
 
-    start_time = time.time() - (run.resume_state.get("elapsed_s", 0.0) if run.resume_state else 0.0)
+    def plot(path, done):
+        with separate_rng_stream(device, args.seed + done):
+            rows = progress_grid(model, clean_images(train_x[:10], args.dataset), args.display_chain_steps)
+        save_labelled_grid(path, rows, f"{METHOD_NAMES[method]}, {args.dataset} {args.encoder}, {done} of "
+                                       f"{args.niters} iterations (batch {args.batch_size}, lr {args.lr}, {args.arch} "
+                                       f"nets, {args.nz0}/{args.nz1} bits)")
+
+    def follow_ups(done):  # after the checkpoint: a plot never costs a run
+        if done % args.image_every == 0 or done == args.niters:
+            run.follow_up(lambda path: plot(path, done), run.samples_dir / f"step{done:07d}.png")
+    run.redo_follow_ups(follow_ups)
     bar = progress(range(run.start_step, args.niters), total=args.niters, initial=run.start_step,
                    desc=f"{method} {args.dataset} {args.encoder}")
     for step in bar:
         # Batches drawn with replacement from the resident set: one index draw, and resumable through the RNG state.
         index = torch.randint(len(train_x), (args.batch_size,), device=device)
         x = training_noise(clean_images(train_x[index], args.dataset), args.dataset)
-        update_moving_averages(averages, update(x), step)
+        terms = update(x)
+        update_moving_averages(averages, terms, step)
+        run.add_terms(terms)
 
         done = step + 1
         if done % args.log_every and done != args.niters:
             continue
-        check_finite(done, averages, run)  # a nan in any term stays in its moving average until here
-        log_statistics(run, done, model, averages, x, args, device, start_time)
+        run.read_terms(done)  # raises on a nan or inf since the last log point
+        log_statistics(run, done, model, averages, x, args, device)
         if done % args.checkpoint_every == 0 or done == args.niters:
-            run.save_checkpoint({"step": done, "models": {"model": model.state_dict()},
-                                 "optimizers": {name: opt.state_dict() for name, opt in update.optimizers.items()},
-                                 "moving_averages": averages, "rng": capture_rng_state(device),
-                                 "elapsed_s": time.time() - start_time})
-        if done % args.image_every == 0 or done == args.niters:  # after the checkpoint: a plot never costs a run
-            with separate_rng_stream(device, args.seed + done):
-                rows = progress_grid(model, clean_images(train_x[:10], args.dataset), args.display_chain_steps)
-            save_labelled_grid(run.samples_dir / f"step{done:07d}.png", rows,
-                               f"{METHOD_NAMES[method]}, {args.dataset} {args.encoder}, {done} of {args.niters} "
-                               f"iterations (batch {args.batch_size}, lr {args.lr}, {args.arch} nets, "
-                               f"{args.nz0}/{args.nz1} bits)")
+            run.save_checkpoint(done, {"model": model}, update.optimizers, moving_averages=averages)
+        follow_ups(done)
         bar.set_postfix({name: f"{value.item():.4f}" for name, value in averages.items()}, refresh=False)
 
 

@@ -7,7 +7,6 @@
 import compat  # noqa: F401  (first: torchvision shim)
 
 import argparse
-import time
 
 import torch
 
@@ -18,9 +17,8 @@ from models.toy import Discriminator, toy_decoder, toy_encoder
 from objectives.adversarial import discriminator_loss, fake_pair, generator_loss
 from objectives.cygen import COMPATIBILITY_VARIANTS, cygen_loss
 from objectives.vae import dae_loss, elbo_loss
-from training import (RunFolder, add_common_args, add_flags_from_defaults, apply_precision, capture_rng_state,
-                      check_choices, check_finite, progress, resolve_device, restore_rng_state, run_main,
-                      seed_everything, separate_rng_stream)
+from training import (RunFolder, add_common_args, add_flags_from_defaults, apply_precision, check_choices,
+                      check_ranges, progress, resolve_device, run_main, seed_everything, separate_rng_stream)
 from training.precision import CYGEN_BF16_REFUSAL
 
 DEFAULTS = dict(
@@ -37,6 +35,9 @@ CHOICES = dict(data=TOY_DATASETS, method=("cygen", "elbo", "dae", "bigan", "gibb
                pretr_method=("none", "elbo"), cmtype=COMPATIBILITY_VARIANTS, gen_init=("data", "prior"))
 MODEL_KEYS = ("data", "method", "pretr_method", "pretr_niter", "z_dim", "n_flows", "n_householder", "p_var",
               "cmtype", "n_gibbs")
+POSITIVE = ("niters", "z_dim", "n_flows", "n_householder", "p_var", "n_mc_px", "batch_size", "lr", "lr_d",
+            "n_discr_upd", "eval_every", "eval_batch_size", "plot_every", "gen_batch_size", "pretr_lrratio_dec")
+NON_NEGATIVE = ("pretr_niter", "w_cm", "weight_decay", "n_gibbs", "gen_niter", "gen_stepsize")
 ADVERSARIAL = ("bigan", "gibbsnet")
 PRIOR_BASED = ("elbo", "bigan", "gibbsnet")
 
@@ -54,9 +55,9 @@ def parse_args(argv=None):
                      f"within --niters {args.niters}")
     if args.method == args.pretr_method:
         parser.error(f"pretraining with --pretr_method {args.pretr_method} before the same method is a no-op")
-    if min(args.eval_every, args.plot_every, args.batch_size, args.n_mc_px) <= 0 or args.plot_every % args.eval_every:
-        parser.error("--eval_every, --plot_every, --batch_size and --n_mc_px must be positive, "
-                     "and --plot_every a multiple of --eval_every")
+    check_ranges(parser, args, positive=POSITIVE, non_negative=NON_NEGATIVE)
+    if args.plot_every % args.eval_every:
+        parser.error(f"--plot_every {args.plot_every} must be a multiple of --eval_every {args.eval_every}")
     if args.compile_flow and not compiled_steps.compiler_available():
         parser.error("--compile_flow true needs a C/C++ compiler for torch.compile: install g++ "
                      "(apt-get install g++) or leave the flag off")
@@ -105,14 +106,14 @@ def training_loss(phase, encoder, decoder, discriminator, discriminator_optimize
     return adversarial_loss(encoder, decoder, discriminator, discriminator_optimizer, x, args, n_gibbs)
 
 
-def evaluate(run, step, encoder, decoder, args, device, train_loss, start_time):
+def evaluate(run, step, encoder, decoder, args, device, train_loss):
     """Metrics on a fixed evaluation batch (the same points at every evaluation)."""
     with separate_rng_stream(device, args.seed):
         x_eval, _ = sample_toy(args.data, args.eval_batch_size, device)
         torch.manual_seed(args.seed + step)
         metrics = toy_metrics(encoder, decoder, x_eval, args.n_mc_px)
-    run.metrics.log({"step": step, "phase": phase_at(step - 1, args), "train_loss": train_loss, **metrics,
-                     "elapsed_s": round(time.time() - start_time, 2)})
+    run.log({"step": step, "phase": phase_at(step - 1, args), "train_loss": train_loss, **metrics,
+             "elapsed_s": round(run.elapsed_s(), 2)})
     return metrics
 
 
@@ -123,10 +124,10 @@ def method_label(args):
     return "CyGen" if not args.pretr_niter else "CyGen(PT)" if args.w_cm else "CyGen(PT), w_cm=0"
 
 
-def plot(run, step, encoder, decoder, args, device):
+def plot(path, step, encoder, decoder, args, device):
     with separate_rng_stream(device, args.seed + step):
         x_plot, labels = sample_toy(args.data, args.gen_batch_size, device)
-        toy_figure(run.samples_dir / f"step{step:06d}.png", encoder, decoder, x_plot, labels,
+        toy_figure(path, encoder, decoder, x_plot, labels,
                    title=f"{method_label(args)}, {args.data}, step {step} of {args.niters} (batch {args.batch_size})",
                    uses_prior=args.method in PRIOR_BASED, z_dim=args.z_dim, n_mc=args.n_mc_px,
                    gen_steps=args.gen_niter, gen_step_size=args.gen_stepsize, gen_init=args.gen_init,
@@ -149,46 +150,35 @@ def main(argv=None):
                                if discriminator else None)
     start = run.start_step
     optimizer = model_optimizer(encoder, decoder, args, after_pretraining=0 < args.pretr_niter < start)
-    if run.resume_state:
-        state = run.resume_state
-        encoder.load_state_dict(state["models"]["encoder"])
-        decoder.load_state_dict(state["models"]["decoder"])
-        optimizer.load_state_dict(state["optimizers"]["model"])
-        if discriminator:
-            discriminator.load_state_dict(state["models"]["discriminator"])
-            discriminator_optimizer.load_state_dict(state["optimizers"]["discriminator"])
-        restore_rng_state(state["rng"], device)
+    models, optimizers = {"encoder": encoder, "decoder": decoder}, {"model": optimizer}
+    if discriminator:
+        models["discriminator"], optimizers["discriminator"] = discriminator, discriminator_optimizer
+    run.restore(models, optimizers)
 
-    # elapsed_s counts the wall time of every segment of a resumed run
-    start_time = time.time() - (run.resume_state.get("elapsed_s", 0.0) if run.resume_state else 0.0)
-    loss_sum, n_summed = 0.0, 0
+    def follow_ups(done):  # after the checkpoint: a plot never costs a run
+        if done % args.plot_every == 0 or done == args.niters:
+            run.follow_up(lambda path: plot(path, done, encoder, decoder, args, device),
+                          run.samples_dir / f"step{done:06d}.png")
+    run.redo_follow_ups(follow_ups)
     bar = progress(range(start, args.niters), total=args.niters, initial=start, desc=f"{args.method} {args.data}")
     for step in bar:
         if step == args.pretr_niter > 0:
-            optimizer = model_optimizer(encoder, decoder, args, after_pretraining=True)
+            optimizer = optimizers["model"] = model_optimizer(encoder, decoder, args, after_pretraining=True)
         phase = phase_at(step, args)
         x, _ = sample_toy(args.data, args.batch_size, device)
         loss, terms = training_loss(phase, encoder, decoder, discriminator, discriminator_optimizer, x, args)
-        check_finite(step + 1, {"loss": loss, **terms}, run)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum, n_summed = loss_sum + loss.detach(), n_summed + 1
+        run.add_terms({"loss": loss, **terms})
 
         done = step + 1
         if done % args.eval_every == 0 or done == args.niters:
-            metrics = evaluate(run, done, encoder, decoder, args, device, (loss_sum / n_summed).item(), start_time)
-            loss_sum, n_summed = 0.0, 0
-            models = {"encoder": encoder.state_dict(), "decoder": decoder.state_dict()}
-            optimizers = {"model": optimizer.state_dict()}
-            if discriminator:
-                models["discriminator"] = discriminator.state_dict()
-                optimizers["discriminator"] = discriminator_optimizer.state_dict()
-            run.save_checkpoint({"step": done, "models": models, "optimizers": optimizers,
-                                 "rng": capture_rng_state(device), "elapsed_s": time.time() - start_time})
-            if done % args.plot_every == 0 or done == args.niters:  # after the checkpoint: a plot never costs a run
-                plot(run, done, encoder, decoder, args, device)
-            bar.set_postfix({phase: f"{loss.item():.3f}", **{k: f"{v:.3g}" for k, v in metrics.items()}},
+            train_loss = run.read_terms(done)["loss"]
+            metrics = evaluate(run, done, encoder, decoder, args, device, train_loss)
+            run.save_checkpoint(done, models, optimizers)
+            follow_ups(done)
+            bar.set_postfix({phase: f"{train_loss:.3f}", **{k: f"{v:.3g}" for k, v in metrics.items()}},
                             refresh=False)
 
 

@@ -126,13 +126,13 @@ def last_values_table(runs, metrics=None):
     return "\n".join(lines)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", help="run folders, or folders holding run folders")
     parser.add_argument("--out", type=Path, help="PNG to write (default: curves.png in the one folder given)")
     parser.add_argument("--metrics", help="comma-separated metrics.csv columns (default: every one)")
     parser.add_argument("--columns", type=int, default=3, help="panels per row (default: %(default)s)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.out is None and len(args.paths) > 1:
         parser.error("with several folders, say where the figure goes with --out FILE.png")
     if args.columns <= 0:

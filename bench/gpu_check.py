@@ -132,7 +132,8 @@ def smoke_cases(check):
         ("main_cvae.py bf16", "main_cvae", [*cvae, *data, "--precision", "bf16"]),
         ("main_lagvae.py", "main_lagvae", [*lagvae, *data]),
         ("main_lagvae.py bf16", "main_lagvae", [*lagvae, *data, "--precision", "bf16"]),
-        ("compute_gen_fid.py", "compute_gen_fid", [str(work / "main_image.py cygen(PT)"), *fid_metric,
+        ("compute_gen_fid.py", "compute_gen_fid", [str(work / "main_image.py cygen(PT)"), "--dataset", "mnist",
+                                                   *fid_metric,
                                                    "--n_samples", "6", "--split", "test", "--batch_size", "3",
                                                    "--cache_dir", str(work / "cache"), *data]),
     ], device

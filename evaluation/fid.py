@@ -232,8 +232,12 @@ class Statistics:
 
     @classmethod
     def load(cls, path: Path) -> "Statistics":
-        with np.load(path) as file:
-            return cls(file["mu"], file["sigma"], int(file["n"]))
+        try:
+            with np.load(path) as file:
+                return cls(file["mu"], file["sigma"], int(file["n"]))
+        except Exception as error:  # numpy reports a damaged .npz as OSError, ValueError, KeyError or BadZipFile
+            raise ConfigError(f"{path} is not a readable statistics cache ({type(error).__name__}: {error}); "
+                              "delete it and it is computed again.") from error
 
 
 def full_rank(a: Statistics, b: Statistics) -> bool:

@@ -20,7 +20,7 @@ from data.images import load_image_dataset
 from evaluation.summary import FamilySummary, hardware_description
 from models.binary_hvae import build_model
 from objectives.symvae import clean_images
-from training import load_checkpoint, resolve_device, separate_rng_stream
+from training import ConfigError, load_checkpoint, resolve_device, separate_rng_stream
 
 MODEL_FLAGS = ("dataset", "encoder", "arch", "nz0", "nz1", "conditional_width", "encoder_width", "conv_channels",
                "mlp_width")
@@ -103,12 +103,11 @@ class PcaFrechet:
 
 def load_trained_model(run_dir, device):
     """The model of a run folder's checkpoint, in eval mode, with the flags it was trained with."""
-    checkpoint_path = Path(run_dir) / "checkpoint.pt"
-    if not checkpoint_path.exists():
-        raise SystemExit(f"error: {checkpoint_path} does not exist; train with main_sym.py / main_elbo.py "
-                         f"--run_dir {run_dir} first.")
-    state = load_checkpoint(checkpoint_path)
+    advice = "Pass the --run_dir of a main_sym.py / main_elbo.py run (or train one there first)."
+    state = load_checkpoint(Path(run_dir) / "checkpoint.pt", advice=advice)
     flags = state["config"]["flags"]
+    if flags.get("method") not in ("symmetric", "elbo") or "model" not in state["models"]:
+        raise ConfigError(f"{run_dir} is not a run of main_sym.py / main_elbo.py. {advice}")
     model = build_model(**{key: flags[key] for key in MODEL_FLAGS}).to(device)
     model.load_state_dict(state["models"]["model"])
     return model.eval(), flags, state["step"]

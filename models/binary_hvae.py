@@ -36,8 +36,14 @@ def gaussian_log_prob(x, mean, log_sigma):
     return (-0.5 * standardized.square() - log_sigma - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
 
 
+def bernoulli_sample(probability):
+    # A diverged network's nan probabilities would stop torch.bernoulli with a bare range error (a device-side
+    # assert on CUDA); drawn as 0 instead, the nan reaches the loss terms, which the loop reports by step and term.
+    return torch.bernoulli(probability.nan_to_num(0.0))
+
+
 def draw_bernoulli(logits):
-    return torch.bernoulli(torch.sigmoid(logits))
+    return bernoulli_sample(torch.sigmoid(logits))
 
 
 def tanh_mlp(n_in, width, n_hidden, n_out):

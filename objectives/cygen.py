@@ -29,7 +29,7 @@ class PosteriorScores:
 
 def solve(matrix, vector):
     """Batched solve that never raises or syncs: a singular row (a collapsed q, e.g. after adversarial training)
-    yields non-finite values, which check_finite reports in training and plots leave out."""
+    yields non-finite values, which training reports at its next log point and plots leave out."""
     return torch.linalg.solve_ex(matrix, vector.unsqueeze(-1))[0].squeeze(-1)
 
 

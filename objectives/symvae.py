@@ -5,7 +5,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from models.binary_hvae import N_PIXELS, bernoulli_log_prob
+from models.binary_hvae import N_PIXELS, bernoulli_log_prob, bernoulli_sample
 
 MNIST_THRESHOLD = 0.4375  # the official binarisation: pixel/255 > 0.4375
 MNIST_FLIP_PROBABILITY = 0.001
@@ -57,7 +57,7 @@ def zgr_binary(logits):
     """A Bernoulli sample with the ZGR (= DARN(1/2)) gradient: the forward value is the hard bit z, the backward
     derivative d z / d logits is (z (1 - p) + (1 - z) p) / 2 with p = sigmoid(logits) (Shekhovtsov 2023)."""
     probability = torch.sigmoid(logits)
-    z = torch.bernoulli(probability.detach())
+    z = bernoulli_sample(probability.detach())
     jacobian = (z * (1 - probability) + (1 - z) * probability).detach() / 2
     return z + jacobian * (logits - logits.detach())
 

@@ -138,7 +138,7 @@ def test_input_errors_are_clear(mnist, tmp_path):
 ])
 def test_contradicting_flags_are_refused(args, message, capsys):
     with pytest.raises(SystemExit):
-        compute_gen_fid.parse_args(args)
+        compute_gen_fid.parse_args([*args, "--dataset", "mnist"])
     assert message in capsys.readouterr().err
 
 
@@ -171,9 +171,9 @@ def test_label_statistics():
 def test_compute_gen_fid_scores_tensor_file_and_png_folder_alike(mnist, tmp_path):
     tensor_file, png_dir = _write_samples(tmp_path, _sample_images(mnist))
     summary = tmp_path / "fid_tiny.json"
-    result = run_script("compute_gen_fid.py", str(tensor_file), str(png_dir), "--n_samples", "12", "--dims", "64",
-                        "--split", "test", "--batch_size", "6", "--device", "cpu", "--cache_dir", str(tmp_path),
-                        "--summary", str(summary), "--method", "tensor", "png")
+    result = run_script("compute_gen_fid.py", str(tensor_file), str(png_dir), "--dataset", "mnist", "--n_samples",
+                        "12", "--dims", "64", "--split", "test", "--batch_size", "6", "--device", "cpu",
+                        "--cache_dir", str(tmp_path), "--summary", str(summary), "--method", "tensor", "png")
     rows = json.loads(summary.read_text())["rows"]
     assert [row["method"] for row in rows] == ["tensor", "png"]
     assert rows[0]["ours"] == rows[1]["ours"] > 0 and rows[0]["scale"] == "12 samples"

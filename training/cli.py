@@ -8,7 +8,7 @@ import torch
 from tqdm import tqdm
 
 from .precision import add_precision_arg
-from .runs import ConfigError, NonFiniteLossError, device_named
+from .runs import ConfigError, NonFiniteLossError, device_named, release_run_folders
 
 DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
@@ -31,13 +31,21 @@ def add_common_args(parser, length_flag, default_length, default_run_dir=None, b
     script_name = Path(sys.argv[0]).stem
     parser.add_argument("--run_dir", default=default_run_dir or f"runs/{script_name}",
                         help="folder for config.json, metrics.csv, checkpoint.pt and samples/ (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of torch, numpy and random (default: %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of torch, numpy and random (default: %(default)s)")
     add_device_arg(parser)
     add_precision_arg(parser, bf16_refused_because)
     parser.add_argument("--resume", action="store_true",
                         help="continue from run_dir/checkpoint.pt; starts fresh when there is none")
-    parser.add_argument(f"--{length_flag}", type=int, default=default_length,
+    parser.add_argument(f"--{length_flag}", type=non_negative_int, default=default_length,
                         help="length of training (default: %(default)s)")
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def parse_bool(text):
@@ -66,6 +74,17 @@ def check_choices(parser, args, choices):
     for name, allowed in choices.items():
         if getattr(args, name) not in allowed:
             parser.error(f"--{name} {getattr(args, name)!r} is not one of {', '.join(map(str, allowed))}")
+
+
+def check_ranges(parser, args, positive=(), non_negative=(), fraction=()):
+    """parser.error (exit 2, before anything is written) naming every flag whose value is out of its range:
+    positive (> 0), non_negative (>= 0), fraction (in [0, 1), e.g. Adam's betas)."""
+    ranges = [(positive, lambda value: value > 0, "> 0"), (non_negative, lambda value: value >= 0, ">= 0"),
+              (fraction, lambda value: 0 <= value < 1, "in [0, 1)")]
+    wrong = [f"--{name} {getattr(args, name)} (must be {allowed})" for names, holds, allowed in ranges
+             for name in names if not holds(getattr(args, name))]
+    if wrong:
+        parser.error("out of range: " + ", ".join(wrong))
 
 
 def resolve_device(name):
@@ -100,8 +119,11 @@ def progress(iterable, total=None, initial=0, desc=None):
 
 
 def run_main(main):
-    """Run main(); a bad configuration or a diverged loss exits with status 1 and its message, no traceback."""
+    """Run main(); a bad configuration or input file, or a diverged loss, exits with status 1 and its message, no
+    traceback. The run folders main() held are released when it returns (in-process callers run several)."""
     try:
         main()
     except (ConfigError, NonFiniteLossError) as error:
         raise SystemExit(f"error: {error}") from error
+    finally:
+        release_run_folders()
