@@ -299,7 +299,7 @@ def render_all(results_dir="results", output_dir="."):
         where = f"results/{section}{NOTES_SUFFIX}"
         compact = heading_of(filler.fill(compact, where), names, summaries, section)
         shown = sorted(filler.used) or names  # notes without tables or placeholders: every summary of the section
-        main += [compact, "", *(provenance(name, summaries[name]) for name in shown), ""]
+        main += [compact, ""] + ([*(provenance(name, summaries[name]) for name in shown), ""] if shown else [])
         heading = compact.splitlines()[0]
         appendix += [heading, "", *([filler.fill(rest, where), ""] if rest else [])]
         for name in names:
