@@ -1,4 +1,4 @@
-# Sourced by the run scripts (after `cd` to the repo): their shared interface and one training run in its own folder.
+# Sourced by the run scripts (after `cd` to the repo): their shared interface and their table of runs.
 # Being sourced, it reads and shifts the caller's arguments: sets PYTHON, invocation (the command line as typed, for
 # the summaries) and mode (quick when the first argument is --quick: the CPU-scale version, else full).
 PYTHON=${PYTHON:-python3}
@@ -6,16 +6,16 @@ invocation="bash $(basename "$0")${*:+ $*}"
 mode=full
 if [ "${1:-}" = "--quick" ]; then mode=quick; shift; fi
 
-# run_in_folder uses the caller's common (flags of every run) and extra (the caller's own extra arguments); the run's
-# output goes to <dir>/log.txt.
+# The caller fills a table with add_run and hands it to launch.py, which runs it: a process per run, at most
+# --jobs N at a time (default the caller's parallel, or its max_jobs, e.g. from TOY_JOBS), a GPU each with
+# --gpus; or Slurm job arrays (python launch.py run --help). add_run uses the caller's root (the runs' parent folder)
+# and common (flags of every run); the launch passes the caller's extra (its own extra arguments): launch.py keeps its
+# flags and gives the rest to every run.
+table=()
 
-run_in_folder() {  # run_in_folder <tag> <script> <dir> <flags...>
-    local tag=$1 script=$2 dir=$3; shift 3
-    mkdir -p "$dir"
-    echo "[$tag] $dir"
-    # appended, so the log of an interrupted run survives its --resume
-    OMP_NUM_THREADS=1 "$PYTHON" "$script" --run_dir "$dir" --resume "${common[@]}" "$@" ${extra[@]+"${extra[@]}"} \
-        >> "$dir/log.txt" 2>&1 || { echo "[$tag] $dir failed, see $dir/log.txt" >&2; return 1; }
+add_run() {  # add_run <name> <script> <flags...>: a run in $root/<name>; {other} in a flag is run other's folder
+    local name=$1 script=$2; shift 2
+    table+=("$(printf '%q ' "$name" "$script" ${common[@]+"${common[@]}"} "$@")")
 }
 
 device_flag() {  # device_flag <args...>: the value of the last --device X or --device=X among them, else auto
@@ -30,22 +30,15 @@ device_flag() {  # device_flag <args...>: the value of the last --device X or --
     echo "$device"
 }
 
-# The last step of every run script, one call: the table's summary merged into results/ (a subset of the runs keeps
-# the other runs' rows), then RESULTS.md re-rendered (python -m evaluation.summarize); no summary when a run failed.
+launch_table() {  # launch_table <launch.py flags...>: the table's runs, and no summary
+    printf '%s\n' "${table[@]}" | "$PYTHON" launch.py run --root "$root" --kind "$mode" --command "$invocation" \
+        --default_jobs "${parallel:-1}" ${max_jobs:+--jobs "$max_jobs"} "$@" ${extra[@]+"${extra[@]}"}
+}
+
+# The last step of every run script, one call: the table's runs, then (launch.py, once every run is done; none when a
+# run failed) its summary merged into results/ (a subset of the runs keeps the other runs' rows) and RESULTS.md
+# re-rendered: python -m evaluation.summarize <family> $root --kind $mode --command ... --device <the runs' device>.
 summarize_and_render() {  # summarize_and_render <family: toy image cvae lagvae sym>
-    [ "$failed" = 0 ] || { echo "[$1] a run failed: no summary made" >&2; exit 1; }
-    OMP_NUM_THREADS=1 "$PYTHON" -m evaluation.summarize "$1" "$root" --kind "$mode" --command "$invocation" \
-        --device "$(device_flag ${common[@]+"${common[@]}"} ${extra[@]+"${extra[@]}"})"
-}
-
-# A bounded job queue: start each run in the background after `wait_for_slot N` (at most N at a time), then
-# `wait_for_all`; a failed run sets failed=1 and the others go on.
-failed=0
-
-wait_for_slot() {
-    while [ "$(jobs -rp | wc -l)" -ge "$1" ]; do wait -n || failed=1; done
-}
-
-wait_for_all() {
-    while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+    launch_table --summarize "$1" \
+        --summary_device "$(device_flag ${common[@]+"${common[@]}"} ${extra[@]+"${extra[@]}"})"
 }

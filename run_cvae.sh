@@ -5,12 +5,13 @@
 #                               (patience 3), whole test set, S = 100 (CPU-feasible on one thread; --device cuda works)
 #   bash run_cvae.sh --quick    CPU scale: 20k train / 5k validation, at most 12 epochs, 5000 test images
 # Extra arguments after the mode go to every run. Runs land in runs/cvae[_quick]/q<N>-{nn,cvae} and use --resume:
-# a finished run only re-evaluates, an interrupted one continues. PARALLEL=2 runs two quadrant settings at a time.
+# an interrupted one continues. PARALLEL=N (or --jobs N) runs N at a time (each CVAE after its NN); launch.py's
+# flags (--gpus, --seeds, --executor slurm: python launch.py run --help) pass through.
 set -euo pipefail
 cd "$(dirname "$0")"
 source run_common.sh
 extra=("$@")
-parallel=${PARALLEL:-1}
+max_jobs=${PARALLEL:-}
 
 if [ "$mode" = quick ]; then
     root=runs/cvae_quick
@@ -20,19 +21,8 @@ else
     common=()
 fi
 
-run() {  # run <dir> <flags...>
-    run_in_folder run_cvae main_cvae.py "$@"
-}
-
-setting() {  # the NN, then the CVAE on top of it
-    local q=$1
-    run "$root/q$q-nn" --model nn --quadrants "$q" && \
-    run "$root/q$q-cvae" --model cvae --quadrants "$q" --baseline_run "$root/q$q-nn"
-}
-
-for q in 1 2 3; do
-    wait_for_slot "$parallel"
-    setting "$q" &
+for q in 1 2 3; do  # the NN, then the CVAE on top of it
+    add_run "q$q-nn" main_cvae.py --model nn --quadrants "$q"
+    add_run "q$q-cvae" main_cvae.py --model cvae --quadrants "$q" --baseline_run "{q$q-nn}"
 done
-wait_for_all
 summarize_and_render cvae

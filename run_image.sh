@@ -7,8 +7,9 @@
 #                                (decoder variance 0.05 instead of 0.5: with 0.5 a warm-up this short collapses q
 #                                onto the prior) + 1 epoch, the compatibility term on 10 of every 50 images, DAE 7
 #                                epochs at lr 3e-4, 5 downstream trials of 50 classifier epochs; two runs at a time.
-# Extra arguments after the mode go to every run (e.g. --device cuda). Runs land in runs/image[_quick]/<data>-<name>
-# with --resume; the summary goes to results/image_<mode>.json (python -m evaluation.summarize image).
+# Extra arguments after the mode go to every run (e.g. --device cuda); launch.py's flags (--jobs, --gpus, --seeds,
+# --executor slurm: python launch.py run --help) pass through. Runs land in runs/image[_quick]/<data>-<name> with
+# --resume; the summary goes to results/image_<mode>.json (python -m evaluation.summarize image).
 # Samples for FID: --save_samples of the CyGen(PT) and VAE runs (500 quick, 10,000 full).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -37,26 +38,21 @@ fi
 
 run() {  # run <data> <name> <flags...>
     local data=$1 name=$2; shift 2
-    run_in_folder run_image main_image.py "$root/$data-$name" --dataset "$data" "$@"
+    add_run "$data-$name" main_image.py --dataset "$data" "$@"
 }
 
-launch() {  # launch <run args...>: start a run in the background once fewer than $parallel are running
-    wait_for_slot "$parallel"
-    run "$@" &
-}
 for data in "${datasets[@]}"; do
+    # CyGen(PT) starts from the VAE run's warm-up checkpoint as soon as that run has written it ({run}/file: launch.py
+    # waits for the file): the same 100 epochs are not trained twice
+    warm_start=(--warm_start "{$data-vae}/warmup_checkpoint.pt")
     if [ "$data" = svhn ]; then  # the official SVHN settings; its CyGen warm-up (KL weight 0.01) is not the VAE's
         cygen_data=(--epochs 20 --kl_beta 0.01 --vae_clamp 0.1)
-    else  # CyGen(PT) starts from the VAE run's warm-up checkpoint: the same 100 epochs are not trained twice
-        cygen_data=(--epochs 10 --warm_start "$root/$data-vae/warmup_checkpoint.pt")
+    else
+        cygen_data=(--epochs 10 "${warm_start[@]}")
     fi
-    [ "$mode" = quick ] && cygen_data=(--warm_start "$root/$data-vae/warmup_checkpoint.pt")
-    launch "$data" vae --method elbo "${vae[@]}" --save_samples "$samples"
-    vae_job=$!
-    launch "$data" dae --method dae --set_p_var 1 "${dae[@]}"
-    # CyGen(PT) starts as soon as the VAE run has written its warm-up checkpoint (or has stopped)
-    while [ ! -f "$root/$data-vae/warmup_checkpoint.pt" ] && kill -0 "$vae_job" 2>/dev/null; do sleep 10; done
-    launch "$data" cygen_pt --method cygen "${cygen[@]}" "${cygen_data[@]}" --save_samples "$samples"
+    [ "$mode" = quick ] && cygen_data=("${warm_start[@]}")
+    run "$data" vae --method elbo "${vae[@]}" --save_samples "$samples"
+    run "$data" dae --method dae --set_p_var 1 "${dae[@]}"
+    run "$data" cygen_pt --method cygen "${cygen[@]}" "${cygen_data[@]}" --save_samples "$samples"
 done
-wait_for_all
 summarize_and_render image

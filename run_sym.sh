@@ -2,11 +2,12 @@
 # Symmetric equilibrium learning vs the ELBO on binary-latent HVAEs (Flach et al. 2024; the official README's
 # six settings: mnist-ladder, mnist-reverse, fmnist-ladder x symmetric / ELBO).
 #   bash run_sym.sh              README scale: conv nets, 30/100 bits, batch 1024, lr 1e-4, 200k iterations, six
-#                                runs one after another (a GPU job: pass --device cuda), then the chain study
+#                                runs one after another, or one per GPU (--device cuda), then the chain study
 #   bash run_sym.sh --quick      CPU scale: all MLPs of width 300, batch 128, lr 3e-4, 20k iterations,
 #                                mnist-ladder only (the key claim), two runs at a time with one thread each
 #   bash run_sym.sh --quick --all   the six settings at CPU scale
-# Extra arguments after the mode go to every training run. Runs land in runs/symvae[_quick]/<setting>-<method> and
+# Extra arguments after the mode go to every training run; launch.py's flags (--jobs, --gpus, --seeds, --executor
+# slurm: python launch.py run --help) pass through. Runs land in runs/symvae[_quick]/<setting>-<method> and
 # use --resume: a finished run is a no-op, an interrupted one continues. The limiting-chain Fréchet study of every run
 # under the root goes to results/symvae_<mode>.json; the quick default (mnist-ladder) keeps the rows of an earlier --all.
 set -euo pipefail
@@ -29,16 +30,10 @@ else
     parallel=1
 fi
 
-run() {  # run <script> <dir> <flags...>
-    run_in_folder run_sym "$@"
-}
-
 for setting in "${settings[@]}"; do
     dataset=${setting%-*} encoder=${setting#*-}
     for method in sym elbo; do
-        wait_for_slot "$parallel"
-        run "main_$method.py" "$root/$setting-$method" --dataset "$dataset" --encoder "$encoder" &
+        add_run "$setting-$method" "main_$method.py" --dataset "$dataset" --encoder "$encoder"
     done
 done
-wait_for_all
 summarize_and_render sym

@@ -6,8 +6,10 @@
 #                              4 instead of 128 discriminator updates per step; two runs at a time, one thread each
 # Extra arguments after the mode go to every run (e.g. --device cuda; on CPU --compile_flow true). Runs land in
 # runs/toy[_quick]/<data>-<name>; runs use --resume: a finished run is a no-op, an interrupted one continues.
-# TOY_RUNS="cygen_pt no_compat" runs only those names; TOY_JOBS=N runs N at a time (default 1, quick 2).
-# The table: results/toy_<mode>.json (python -m evaluation.summarize toy); a subset keeps the other runs' rows.
+# TOY_RUNS="cygen_pt no_compat" runs only those names; TOY_JOBS=N (or --jobs N) runs N at a time (default 1,
+# quick 2, with GPUs one per GPU); launch.py's flags (--gpus, --seeds, --executor slurm: python launch.py run --help)
+# pass through. The table: results/toy_<mode>.json (python -m evaluation.summarize toy, made by launch.py once every
+# run is done); a subset keeps the other runs' rows.
 set -euo pipefail
 cd "$(dirname "$0")"
 source run_common.sh
@@ -35,7 +37,7 @@ fi
 
 run() {  # run <data> <name> <flags...>
     local data=$1 name=$2; shift 2
-    run_in_folder run_toy main_toy.py "$root/$data-$name" --data "$data" "$@"
+    add_run "$data-$name" main_toy.py --data "$data" "$@"
 }
 
 jobs_list=()
@@ -51,13 +53,11 @@ for data in pinwheel 8gaussians; do
                 "$data gibbsnet --method gibbsnet --n_gibbs 2 ${gibbsnet_length[*]} ${adversarial[*]} ${gan_lr[*]}")
 done
 
-parallel=${TOY_JOBS:-$parallel}
+max_jobs=${TOY_JOBS:-}
 for job in "${jobs_list[@]}"; do
     name=$(cut -d' ' -f2 <<< "$job")
     [ -n "$only" ] && [[ " $only " != *" $name "* ]] && continue
-    wait_for_slot "$parallel"
     # shellcheck disable=SC2086
-    run $job &
+    run $job
 done
-wait_for_all
 summarize_and_render toy

@@ -12,12 +12,20 @@
 #                                   (2000 steps), every other point starts from it and trains 25 more (multiplier
 #                                   lr 0.05); the grid's centre is the VAE continued as long, offsets 0 3 7 12;
 #                                   14 runs, one thread each
-# Extra arguments after the mode go to every run (e.g. --device cuda). Runs land in runs/lagvae[_quick]/<name> and
-# use --resume: a finished run is a no-op, an interrupted one continues. LAGVAE_PARALLEL=N runs N at a time.
+# Extra arguments after the mode go to every run (e.g. --device cuda); launch.py's flags (--gpus, --executor slurm:
+# python launch.py run --help) pass through. Runs land in runs/lagvae[_quick]/<name> and use --resume: a finished
+# run is a no-op, an interrupted one continues. LAGVAE_PARALLEL=N (or --jobs N) runs N at a time.
 set -euo pipefail
 cd "$(dirname "$0")"
 source run_common.sh
 extra=("$@")
+for arg in ${extra[@]+"${extra[@]}"}; do
+    case $arg in --seeds|--seeds=*)
+        echo "error: sweep_lagvae.sh centres its e1 grid on one VAE's -ELBO, so it runs one seed at a time: pass" \
+            "--seed S instead of --seeds (and move $root away between seeds)" >&2
+        exit 2 ;;
+    esac
+done
 
 if [ "$mode" = quick ]; then
     root=runs/lagvae_quick
@@ -25,7 +33,7 @@ if [ "$mode" = quick ]; then
     lagvae=(--lambda_lr 0.05)
     # Each point starts from the trained VAE and trains 25 more epochs: in 2000 steps from scratch the early
     # violation (-ELBO far above e1) drives l1 so high that it cannot come back down within the run.
-    start=(--init_from "$root/vae" --epochs 25)
+    start=(--init_from "{vae}" --epochs 25)
     offsets=(0 3 7 12)
 else
     root=runs/lagvae
@@ -35,41 +43,33 @@ else
     offsets=(1 2 3 4 5 6 7 8 9 10 11 12 13)
 fi
 e2=5
-parallel=${LAGVAE_PARALLEL:-1}
+max_jobs=${LAGVAE_PARALLEL:-}
 
-run() {  # run <name> <flags...>
-    local name=$1; shift
-    run_in_folder sweep_lagvae main_lagvae.py "$root/$name" "$@"
-}
-
+# Two tables: the VAE first, as the e1 grid is centred on its -ELBO
 vae=(--method infovae --mi 0 --e1 1 --e2 0)
-run vae "${vae[@]}"
+add_run vae main_lagvae.py "${vae[@]}"
 reference=vae
 if [ ${#start[@]} -gt 0 ]; then  # the points train longer than the VAE: centre the grid on a VAE trained as long
-    run vae_continued "${vae[@]}" "${start[@]}"
+    add_run vae_continued main_lagvae.py "${vae[@]}" "${start[@]}"
     reference=vae_continued
 fi
+launch_table
 vae_elbo=$("$PYTHON" -m evaluation.lagvae elbo "$root/$reference")
 echo "[sweep_lagvae] $reference training -ELBO $vae_elbo; e1 = round(it) + ${offsets[*]}"
 
-jobs_list=()
+# the second table, the points ({vae} names the VAE run of the first), then the sweep's summary
+table=()
 for offset in "${offsets[@]}"; do
     e1=$(awk -v c="$vae_elbo" -v o="$offset" 'BEGIN { printf "%d", c + o + 0.5 }')
     for mi in 1 -1; do
-        name=lagvae_mi${mi}_e1+$(printf %02d "$offset")
-        jobs_list+=("$name --method lagvae --mi $mi --e1 $e1 --e2 $e2 ${lagvae[*]} ${start[*]+${start[*]}}")
+        add_run "lagvae_mi${mi}_e1+$(printf %02d "$offset")" main_lagvae.py --method lagvae --mi "$mi" --e1 "$e1" \
+            --e2 "$e2" "${lagvae[@]}" ${start[@]+"${start[@]}"}
     done
 done
 for mi in 1 -1; do
     for weight in 0.5 1; do
-        jobs_list+=("infovae_mi${mi}_e1_$weight --method infovae --mi $mi --e1 $weight --e2 1 ${start[*]+${start[*]}}")
+        add_run "infovae_mi${mi}_e1_$weight" main_lagvae.py --method infovae --mi "$mi" --e1 "$weight" --e2 1 \
+            ${start[@]+"${start[@]}"}
     done
 done
-
-for job in "${jobs_list[@]}"; do
-    wait_for_slot "$parallel"
-    # shellcheck disable=SC2086
-    run $job &
-done
-wait_for_all
 summarize_and_render lagvae

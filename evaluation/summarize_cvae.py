@@ -2,13 +2,15 @@
 
     python -m evaluation.summarize cvae RUNS_ROOT --kind quick|full --command "bash run_cvae.sh --quick"
 
-RUNS_ROOT holds q{1,2,3}-nn and q{1,2,3}-cvae, as run_cvae.sh lays them out; each has a test_cll.json.
+RUNS_ROOT holds q{1,2,3}-nn and q{1,2,3}-cvae, as run_cvae.sh lays them out; each has a test_cll.json (with
+launch.py --seeds, each of its seed<S> folders has one: then mean ± std over the seeds).
 """
 import json
 import shutil
+import statistics
 from pathlib import Path
 
-from evaluation.summary import FamilySummary, hardware_description
+from evaluation.summary import FamilySummary, hardware_description, mean_std_over_seeds, seed_folders
 from objectives.cvae import QUADRANT_SETTINGS
 from training import resolve_device
 
@@ -27,39 +29,59 @@ def reference(name, index):
     return " / ".join("-" if value is None else f"{value:g}" for value in values)
 
 
+def read_setting(nn_dir, cvae_dir):
+    """One seed of one quadrant setting: {values, nn, cvae} of its two test_cll.json, and the CVAE's folder."""
+    nn, cvae = (json.loads((folder / "test_cll.json").read_text()) for folder in (nn_dir, cvae_dir))
+    values = {"nn": nn["negative_cll"]["nn"], **{k: v for k, v in cvae["negative_cll"].items() if k != "nn"}}
+    values["gap_elbo10"] = values["nn"] - values["cvae_elbo10"]
+    values["gap_mc"] = values["nn"] - values["cvae_mc"]
+    return {"values": values, "nn": nn, "cvae": cvae, "cvae_dir": cvae_dir}
+
+
 def read_results(root):
+    """{quadrants: [read_setting of each seed]} of the runs under root."""
     results = {}
     for quadrants in QUADRANT_SETTINGS:
-        nn_file, cvae_file = root / f"q{quadrants}-nn" / "test_cll.json", root / f"q{quadrants}-cvae" / "test_cll.json"
-        missing = [str(path) for path in (nn_file, cvae_file) if not path.exists()]
-        if missing:
+        nn_run, cvae_run = root / f"q{quadrants}-nn", root / f"q{quadrants}-cvae"
+        nn_seeds, cvae_seeds = (seed_folders(run, marker="test_cll.json") for run in (nn_run, cvae_run))
+        if not nn_seeds or not cvae_seeds:
+            missing = [str(run / "test_cll.json") for run, seeds in ((nn_run, nn_seeds), (cvae_run, cvae_seeds))
+                       if not seeds]
             raise ValueError(f"missing {', '.join(missing)}; run bash run_cvae.sh first")
-        nn, cvae = json.loads(nn_file.read_text()), json.loads(cvae_file.read_text())
-        values = {"nn": nn["negative_cll"]["nn"], **{k: v for k, v in cvae["negative_cll"].items() if k != "nn"}}
-        values["gap_elbo10"] = values["nn"] - values["cvae_elbo10"]
-        values["gap_mc"] = values["nn"] - values["cvae_mc"]
-        results[quadrants] = {"values": values, "nn": nn, "cvae": cvae}
+        if [path.relative_to(nn_run) for path in nn_seeds] != [path.relative_to(cvae_run) for path in cvae_seeds]:
+            raise ValueError(f"{nn_run} and {cvae_run} hold other seeds; finish both runs of each seed first "
+                             "(bash run_cvae.sh with the same --seeds)")
+        results[quadrants] = [read_setting(nn_dir, cvae_dir) for nn_dir, cvae_dir in zip(nn_seeds, cvae_seeds)]
     return results
 
 
 def summarize(root, *, kind, device, results):
     """The CLL table of the quadrant runs under root (evaluation.summarize's contract); each CVAE run's completion
-    figure is copied to results/figures/cvae/<kind>_q<N>.png."""
+    figure (its first seed's) is copied to results/figures/cvae/<kind>_q<N>.png."""
     results_by_setting = read_results(Path(root))
-    rows = [{"method": label, "dataset": f"MNIST, {quadrants} input quadrant(s)",
-             "metric": "negative CLL (nats/image)", "ours": round(results_by_setting[quadrants]["values"][name], 2),
-             "paper": reference(name, index) + " (tutorial / paper)", "scale": kind}
-            for name, label in LABELS.items() for index, quadrants in enumerate(QUADRANT_SETTINGS)]
+    n_seeds = len(results_by_setting[QUADRANT_SETTINGS[0]])
+    if any(len(seeds) != n_seeds for seeds in results_by_setting.values()):
+        raise ValueError(f"the quadrant settings under {root} hold different numbers of seeds; finish every "
+                         "setting's runs of each seed first")
+    rows = mean_std_over_seeds([
+        [{"method": label, "dataset": f"MNIST, {quadrants} input quadrant(s)", "metric": "negative CLL (nats/image)",
+          "ours": round(results_by_setting[quadrants][seed]["values"][name], 2),
+          "paper": reference(name, index) + " (tutorial / paper)", "scale": kind}
+         for name, label in LABELS.items() for index, quadrants in enumerate(QUADRANT_SETTINGS)]
+        for seed in range(n_seeds)])
     figures = Path(results) / "figures" / "cvae"
     figures.mkdir(parents=True, exist_ok=True)
     for quadrants in QUADRANT_SETTINGS:
-        figure = Path(root) / f"q{quadrants}-cvae" / "samples" / "completions.png"
+        figure = results_by_setting[quadrants][0]["cvae_dir"] / "samples" / "completions.png"
         if figure.exists():
             shutil.copyfile(figure, figures / f"{kind}_q{quadrants}.png")
-    epochs = [f"{results_by_setting[q]['nn']['best_epoch']} / {results_by_setting[q]['cvae']['best_epoch']}"
-              for q in QUADRANT_SETTINGS]
-    first = results_by_setting[QUADRANT_SETTINGS[0]]["cvae"]
-    shrinking = {name: all(results_by_setting[a]["values"][name] > results_by_setting[b]["values"][name]
+    epochs = [" & ".join(f"{seed['nn']['best_epoch']} / {seed['cvae']['best_epoch']}"
+                         for seed in results_by_setting[q]) for q in QUADRANT_SETTINGS]
+    first = results_by_setting[QUADRANT_SETTINGS[0]][0]["cvae"]
+
+    def seeds_mean(quadrants, name):
+        return statistics.mean(seed["values"][name] for seed in results_by_setting[quadrants])
+    shrinking = {name: all(seeds_mean(a, name) > seeds_mean(b, name)
                            for a, b in zip(QUADRANT_SETTINGS, QUADRANT_SETTINGS[1:]))
                  for name in ("gap_elbo10", "gap_mc")}
     notes = (f"train images {first['n_train']}, test images {first['n_test']}, S={first['n_samples']}; "

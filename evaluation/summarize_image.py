@@ -2,15 +2,16 @@
 
     python -m evaluation.summarize image runs/image_quick --kind quick --command "bash run_image.sh --quick"
 
-Reads each run folder's config.json and metrics.csv for results/image_<kind>.json and copies each run's final
-sample grids to results/figures/image_<kind>/ for RESULTS.md.
+Reads each run folder's config.json and metrics.csv (with launch.py --seeds, those of <run>/seed<S>: then mean ± std
+over the seeds of the trials' mean) for results/image_<kind>.json and copies each run's final sample grids (the
+first seed's) to results/figures/image_<kind>/ for RESULTS.md.
 """
 import csv
 import json
 import shutil
 from pathlib import Path
 
-from evaluation.summary import FamilySummary, hardware_description
+from evaluation.summary import FamilySummary, hardware_description, mean_std_over_seeds, runs_by_name
 from training import resolve_device
 
 PAPER_ACCURACY = {("mnist", "vae"): "94.5 ± 0.3", ("mnist", "dae"): "98.0 ± 0.1 (with bug B3)",
@@ -23,7 +24,12 @@ def accuracy_text(row):
     return f"{float(row['accuracy']):.2f} ± {float(row['accuracy_std']):.2f}"
 
 
-def summary_rows(run_dir: Path):
+def trials_mean(row):
+    """A row's number to average over seeds: the accuracy's mean over the trials, or the compatibility."""
+    return float(row["ours"].split(" ± ")[0])
+
+
+def summary_rows(run_dir: Path, run_name):
     config = json.loads((run_dir / "config.json").read_text())
     flags = config["flags"]
     with open(run_dir / "metrics.csv") as file:
@@ -31,7 +37,7 @@ def summary_rows(run_dir: Path):
     evaluated = [row for row in rows if row["accuracy"]]
     if not evaluated:
         return []
-    data, name = run_dir.name.split("-", 1)
+    data, name = run_name.split("-", 1)
     method = LABELS.get(name, name)
     n_train = flags["n_train"] or "all"
     scale = (f"{flags['warm_up']} warm-up + {flags['epochs']} epochs, {n_train} training images, batch "
@@ -52,18 +58,20 @@ def summary_rows(run_dir: Path):
 def summarize(root, *, kind, device, results):
     """The Table 7 rows of the finished runs under root (evaluation.summarize's contract); each run's final sample
     grids are copied to results/figures/image_<kind>/."""
-    run_dirs = sorted(p for p in Path(root).iterdir() if (p / "metrics.csv").exists())
-    rows = [row for run_dir in run_dirs for row in summary_rows(run_dir)]
+    runs = runs_by_name(root)
+    rows = [row for run, seed_dirs in runs.items() for row in mean_std_over_seeds(
+        [summary_rows(seed_dir, run.name) for seed_dir in seed_dirs], value=trials_mean)]
     if not rows:
         raise ValueError(f"{root} holds no evaluated main_image.py run; run bash run_image.sh first")
     # runs record their hardware in config.json; the summary is made on the machine that ran them
     fallback = hardware_description(resolve_device(device))
-    hardware = {json.loads((d / "config.json").read_text()).get("hardware") or fallback for d in run_dirs}
+    hardware = {json.loads((d / "config.json").read_text()).get("hardware") or fallback
+                for seed_dirs in runs.values() for d in seed_dirs}
     figures = Path(results) / "figures" / f"image_{kind}"
     figures.mkdir(parents=True, exist_ok=True)
-    for run_dir in run_dirs:
-        for grid in sorted((run_dir / "samples").glob("final_*.png")):
-            shutil.copyfile(grid, figures / f"{run_dir.name}_{grid.name.removeprefix('final_')}")
+    for run, seed_dirs in runs.items():
+        for grid in sorted((seed_dirs[0] / "samples").glob("final_*.png")):
+            shutil.copyfile(grid, figures / f"{run.name}_{grid.name.removeprefix('final_')}")
     return FamilySummary(name=f"image_{kind}", experiment="CyGen on images: downstream accuracy (paper Table 7)",
                          rows=rows, hardware=", ".join(sorted(hardware)),
                          notes="Accuracy of a fresh Linear-LeakyReLU-Linear classifier on z ~ q(z|x) of the training "

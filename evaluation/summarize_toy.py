@@ -1,7 +1,8 @@
 """The toy table (python -m evaluation.summarize toy RUNS_ROOT --kind quick|full --command ...).
 
 Reads each run folder's config.json and metrics.csv under RUNS_ROOT (as bash run_toy.sh lays them out:
-<data>-<name>) for results/toy_<kind>.json and copies each run's last figure to results/figures/toy_<kind>/.
+<data>-<name>, or <data>-<name>/seed<S> with launch.py --seeds: then mean ± std over the seeds) for
+results/toy_<kind>.json and copies each run's last figure (the first seed's) to results/figures/toy_<kind>/.
 """
 import csv
 import json
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from evaluation.summary import FamilySummary, hardware_description
+from evaluation.summary import FamilySummary, hardware_description, mean_std_over_seeds, runs_by_name
 from training import resolve_device
 
 LABELS = {"cygen_pt": "CyGen(PT)", "cygen": "CyGen", "no_compat": "CyGen(PT), w_cm=0", "vae": "VAE (ELBO)",
@@ -24,9 +25,9 @@ METRICS = {"compatibility_lite": "compatibility, lite (J-weighted)", "compatibil
            "nll_hm": "harmonic-mean NLL"}
 
 
-def run_rows(run_dir: Path):
-    """(summary rows, config) of one finished run: its final values, and for CyGen(PT)-style runs the compatibility
-    at the end of ELBO pretraining too."""
+def run_rows(run_dir: Path, run_name):
+    """(summary rows, config) of one finished run named <data>-<name>: its final values, and for CyGen(PT)-style runs
+    the compatibility at the end of ELBO pretraining too."""
     config = json.loads((run_dir / "config.json").read_text())
     flags = config["flags"]
     with open(run_dir / "metrics.csv") as file:
@@ -35,7 +36,7 @@ def run_rows(run_dir: Path):
     if last_step < flags["niters"]:
         raise ValueError(f"{run_dir} stopped at step {last_step} of {flags['niters']}: finish it first "
                          "(bash run_toy.sh resumes it)")
-    data, name = run_dir.name.split("-", 1)
+    data, name = run_name.split("-", 1)
     at_pretraining = next((row for row in rows if int(row["step"]) == flags["pretr_niter"]), None)
     scale = f"{last_step} iterations, batch {flags['batch_size']}"
 
@@ -54,18 +55,18 @@ def run_rows(run_dir: Path):
 def summarize(root, *, kind, device, results):
     """The toy table of the finished runs under root (evaluation.summarize's contract); each run's last figure is
     copied to results/figures/toy_<kind>/<data>-<name>.png."""
-    run_dirs = sorted(path.parent for path in Path(root).glob("*/metrics.csv"))
-    if not run_dirs:
+    runs = runs_by_name(root)
+    if not runs:
         raise ValueError(f"{root} holds no run folder with a metrics.csv; run bash run_toy.sh first")
     rows, configs = [], []
-    for run_dir in run_dirs:
-        run_summary, config = run_rows(run_dir)
-        rows += run_summary
-        configs.append(config)
+    for run, seed_dirs in runs.items():
+        of_each_seed = [run_rows(seed_dir, run.name) for seed_dir in seed_dirs]
+        rows += mean_std_over_seeds([seed_rows for seed_rows, _ in of_each_seed])
+        configs += [config for _, config in of_each_seed]
     figures = Path(results) / "figures" / f"toy_{kind}"
     figures.mkdir(parents=True, exist_ok=True)
-    for run_dir in run_dirs:
-        shutil.copyfile(max(run_dir.glob("samples/step*.png")), figures / f"{run_dir.name}.png")
+    for run, seed_dirs in runs.items():
+        shutil.copyfile(max(seed_dirs[0].glob("samples/step*.png")), figures / f"{run.name}.png")
     torch.set_num_threads(1)  # run_toy.sh trains every run with one thread
     commits = sorted({str(config["git_commit"]) for config in configs})
     return FamilySummary(name=f"toy_{kind}", rows=rows, hardware=hardware_description(resolve_device(device)),

@@ -3,11 +3,14 @@
 A summary holds the rows of a reproduction table (method | dataset | metric | ours | paper | scale) together with the
 command that produced them, the git commit, the hardware and the date, so no number in RESULTS.md is typed by hand.
 write_summary writes a whole summary (a bench, an FID call); merge_summary, the last step of every run script
-(python -m evaluation.summarize), merges a table's rows into the summary already there.
+(python -m evaluation.summarize), merges a table's rows into the summary already there. A run replicated over
+seeds (launch.py --seeds: RUN/seed<S>) becomes one row of mean ± std (runs_by_name, mean_std_over_seeds).
 """
 import csv
 import datetime
 import json
+import re
+import statistics
 from collections import namedtuple
 from pathlib import Path
 
@@ -85,3 +88,38 @@ def training_seconds(root):
         if rows and rows[-1].get("elapsed_s"):
             seconds[metrics.parent.relative_to(root).as_posix()] = round(float(rows[-1]["elapsed_s"]), 1)
     return seconds
+
+
+def seed_folders(run_folder, marker="metrics.csv"):
+    """The folders of one run of a table: RUN/seedS (launch.py --seeds), in seed order, else RUN itself when it
+    holds the marker file; [] when neither does."""
+    seeds = [path for path in Path(run_folder).glob("seed*") if re.fullmatch(r"seed\d+", path.name)
+             and (path / marker).exists()]
+    if seeds:
+        return sorted(seeds, key=lambda path: int(path.name[len("seed"):]))
+    return [Path(run_folder)] if (Path(run_folder) / marker).exists() else []
+
+
+def runs_by_name(root, marker="metrics.csv"):
+    """{run folder: its seed folders} of every run under root (see seed_folders), sorted by name."""
+    runs = {path: seed_folders(path, marker) for path in sorted(Path(root).iterdir()) if path.is_dir()}
+    return {path: folders for path, folders in runs.items() if folders}
+
+
+def mean_std_over_seeds(rows_of_each_seed, value=lambda row: float(row["ours"])):
+    """The rows of one run replicated over seeds, as one row per (method, dataset, metric): with one seed its rows
+    unchanged, with several 'ours' = 'mean ± std (n seeds)' of value(row) over the seeds (std with n - 1)."""
+    if len(rows_of_each_seed) == 1:
+        return list(rows_of_each_seed[0])
+    values = {}
+    for rows in rows_of_each_seed:
+        for row in rows:
+            values.setdefault(row_key(row), []).append(value(row))
+    combined = []
+    for row in rows_of_each_seed[0]:
+        seeds = values[row_key(row)]
+        if len(seeds) != len(rows_of_each_seed):
+            raise ValueError(f"{row_key(row)} is missing in {len(rows_of_each_seed) - len(seeds)} of the seeds")
+        mean, std = statistics.mean(seeds), statistics.stdev(seeds)
+        combined.append({**row, "ours": f"{mean:.4g} ± {std:.2g} ({len(seeds)} seeds)"})
+    return combined

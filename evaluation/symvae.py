@@ -17,7 +17,7 @@ import torch
 from pytorch_fid.fid_score import calculate_frechet_distance
 
 from data.images import load_image_dataset
-from evaluation.summary import FamilySummary, hardware_description
+from evaluation.summary import FamilySummary, hardware_description, mean_std_over_seeds, runs_by_name
 from models.binary_hvae import build_model
 from objectives.symvae import clean_images
 from training import ConfigError, load_checkpoint, resolve_device, separate_rng_stream
@@ -152,14 +152,16 @@ def study_rows(flags, distances, scale, feature_name):
 
 def summarize(root, *, kind, device, results, n_samples=1000, n_components=64, chain_steps=CHAIN_STEPS, seed=0):
     """The limiting-chain study of every trained run folder under root (evaluation.summarize's contract): n_samples
-    chains (all in one batch) and samples per set, Fréchet distances on n_components PCA features; each run's last
-    progress grid is copied to results/figures/symvae_<kind>/<setting>-<method>.png."""
-    run_dirs = sorted(path.parent for path in Path(root).glob("*/checkpoint.pt"))
-    if not run_dirs:
+    chains (all in one batch) and samples per set, Fréchet distances on n_components PCA features (mean ± std over
+    a run's seed folders, launch.py --seeds); each run's last progress grid (its first seed's) is copied to
+    results/figures/symvae_<kind>/<setting>-<method>.png."""
+    runs = runs_by_name(root, marker="checkpoint.pt")
+    if not runs:
         raise ValueError(f"{root} holds no trained run folder; run bash run_sym.sh first")
     device = resolve_device(device)
-    rows, features_by_dataset = [], {}
-    for run_dir in run_dirs:
+    features_by_dataset = {}
+
+    def study_of(run_dir):
         model, flags, step = load_trained_model(run_dir, device)
         dataset = flags["dataset"]
         if dataset not in features_by_dataset:
@@ -174,18 +176,20 @@ def summarize(root, *, kind, device, results, n_samples=1000, n_components=64, c
         frechet, reference, floor = features_by_dataset[dataset]
         with separate_rng_stream(device, seed):
             distances = chain_study(model, frechet, reference, n_samples, chain_steps)
-        scale = (f"{step} iterations, batch {flags['batch_size']}, lr {flags['lr']}, {flags['arch']} nets, "
-                 f"{flags['nz0']}/{flags['nz1']} bits, {n_samples} samples")
-        rows += study_rows(flags, distances, scale, frechet.name)
         for reference_name, by_state in distances.items():
             print(f"{run_dir} vs {REFERENCE_NAMES[reference_name]}: "
                   + "  ".join(f"{k} {v:.2f}" for k, v in by_state.items()) + f"  (data floor {floor:.2f})")
+        scale = (f"{step} iterations, batch {flags['batch_size']}, lr {flags['lr']}, {flags['arch']} nets, "
+                 f"{flags['nz0']}/{flags['nz1']} bits, {n_samples} samples")
+        return study_rows(flags, distances, scale, frechet.name)
+
+    rows = [row for seed_dirs in runs.values() for row in mean_std_over_seeds(list(map(study_of, seed_dirs)))]
     figures = Path(results) / "figures" / f"symvae_{kind}"
     figures.mkdir(parents=True, exist_ok=True)
-    for run_dir in run_dirs:
-        grids = sorted((run_dir / "samples").glob("step*.png"))
+    for run, seed_dirs in runs.items():
+        grids = sorted((seed_dirs[0] / "samples").glob("step*.png"))
         if grids:
-            shutil.copyfile(grids[-1], figures / f"{run_dir.name}.png")
+            shutil.copyfile(grids[-1], figures / f"{run.name}.png")
     floors = {dataset: round(floor, 3) for dataset, (_, _, floor) in features_by_dataset.items()}
     notes = (f"Fréchet distance on {n_components} PCA components of pixels fitted on the training set (not FID); "
              f"reference = the held-out test set; {n_samples} training images score {floors} (the floor). "

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from data.images import load_image_dataset
+from evaluation import summarize_cvae
 from evaluation.cvae import negative_clls
 from models.cvae import CVAE, BaselineNet, DiagonalGaussian
 from objectives.cvae import (QUADRANT_SETTINGS, Conditionals, QuadrantTask, conditionals, log_likelihood,
@@ -172,3 +173,39 @@ def test_cvae_trains_its_own_baseline_and_keeps_it_on_resume(tmp_path):
 def test_contradicting_flags_are_refused(args, message, tmp_path):
     result = run_script("main_cvae.py", *args, "--run_dir", str(tmp_path / "run"), check=False)
     assert result.returncode == 2 and message in result.stderr
+
+
+def write_test_cll(folder, model, quadrants, negative_cll, best_epoch=3):
+    folder.mkdir(parents=True)
+    (folder / "test_cll.json").write_text(json.dumps({
+        "quadrants": quadrants, "model": model, "best_epoch": best_epoch, "n_train": 100, "n_test": 50,
+        "n_samples": 10, "negative_cll": negative_cll}))
+
+
+def test_summary_reads_each_setting_and_reports_mean_and_std_over_seed_folders(tmp_path):
+    """The CLL table of run_cvae.sh's folders; with launch.py --seeds (q<N>-{nn,cvae}/seed<S>) mean ± std."""
+    def write_seed(root, seed, offset):
+        for quadrants in QUADRANT_SETTINGS:
+            nn = 100.0 / quadrants + offset
+            nn_run, cvae_run = (root / f"q{quadrants}-{model}" / ("" if seed is None else f"seed{seed}")
+                                for model in ("nn", "cvae"))
+            write_test_cll(nn_run, "nn", quadrants, {"nn": nn})
+            write_test_cll(cvae_run, "cvae", quadrants, {"nn": nn, "cvae_mc": nn - 30 / quadrants,
+                                                         "cvae_is": nn - 31 / quadrants, "cvae_elbo10": nn - 29})
+
+    write_seed(tmp_path / "one", None, 0.0)
+    one = summarize_cvae.summarize(tmp_path / "one", kind="quick", device="cpu", results=tmp_path / "results")
+    rows = {(row["method"], row["dataset"]): row["ours"] for row in one.rows}
+    assert rows["NN (baseline)", "MNIST, 2 input quadrant(s)"] == 50.0
+    assert rows["gap NN - CVAE (Monte Carlo)", "MNIST, 3 input quadrant(s)"] == 10.0
+    assert "best epochs NN/CVAE: 3 / 3, 3 / 3, 3 / 3" in one.notes and "(Monte Carlo): True" in one.notes
+    for seed, offset in ((0, 0.0), (1, 2.0)):
+        write_seed(tmp_path / "seeds", seed, offset)
+    seeds = summarize_cvae.summarize(tmp_path / "seeds", kind="quick", device="cpu", results=tmp_path / "results")
+    rows = {(row["method"], row["dataset"]): row["ours"] for row in seeds.rows}
+    assert rows["NN (baseline)", "MNIST, 2 input quadrant(s)"] == f"51 ± {2 ** 0.5:.2g} (2 seeds)"
+    assert rows["gap NN - CVAE (Monte Carlo)", "MNIST, 3 input quadrant(s)"] == "10 ± 0 (2 seeds)"
+    assert "best epochs NN/CVAE: 3 / 3 & 3 / 3," in seeds.notes
+    (tmp_path / "seeds" / "q2-cvae" / "seed1" / "test_cll.json").unlink()
+    with pytest.raises(ValueError, match="hold other seeds"):
+        summarize_cvae.summarize(tmp_path / "seeds", kind="quick", device="cpu", results=tmp_path / "results")

@@ -134,7 +134,8 @@ def test_run_scripts_read_the_device_from_any_spelling():
     result = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["auto", "auto", "cuda:1", "cuda", "cuda:2", "auto"]
     summarize_step = (REPO / "run_common.sh").read_text().split("summarize_and_render() {")[1].split("\n}")[0]
-    assert "--device \"$(device_flag" in summarize_step  # every run script's summary step passes the runs' device
+    # every run script's summary step passes the runs' device (launch.py gives it to evaluation.summarize's --device)
+    assert "--summary_device \"$(device_flag" in summarize_step
 
 
 LAGVAE_TINY = ["--width", "16", "--z_dim", "4", "--n_train", "200", "--batch_size", "50", "--epochs", "1",

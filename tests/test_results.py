@@ -2,6 +2,7 @@
 links); the renderer's layout and placeholders; the one summarize entry point, used by every run script, merging a
 subset run into the committed summary; labelled figures; the speed summaries; the training-curve tools, run headless
 on a tiny run. The claims' verdicts are tested in tests/test_claims.py."""
+import csv
 import json
 import re
 import shutil
@@ -10,6 +11,7 @@ import sys
 import pytest
 import torch
 
+import launch
 from evaluation import render_results, summarize, summarize_toy
 from evaluation.figures import rows_of, save_labelled_grid
 from evaluation.render_results import APPENDIX, README_END, README_START, render_all, renderings
@@ -232,9 +234,14 @@ def test_merge_summary_refuses_another_kind_and_repeated_rows(tmp_path):
 
 
 def test_every_run_script_ends_with_the_one_summarize_step():
+    """Each script's table goes to launch.py (run_common.sh), which, once every run is done, makes the summary."""
     common = (REPO / "run_common.sh").read_text()
-    assert ('-m evaluation.summarize "$1" "$root" --kind "$mode" --command "$invocation"' in common
-            and "summarize_and_render() {" in common)
+    summarize_step = common.split("summarize_and_render() {")[1].split("\n}")[0]
+    assert 'launch_table --summarize "$1"' in summarize_step
+    assert launch.summary_command("toy", "runs/toy_quick", "quick", "bash run_toy.sh --quick", "cpu")[1:] == [
+        "-m", "evaluation.summarize", "toy", "runs/toy_quick", "--kind", "quick", "--command",
+        "bash run_toy.sh --quick", "--device", "cpu"]
+    assert set(launch.FAMILIES) == set(summarize.FAMILIES)
     for script, family in RUN_SCRIPTS.items():
         lines = [line for line in (REPO / script).read_text().splitlines() if line.strip()]
         assert lines[-1] == f"summarize_and_render {family}", script
@@ -329,3 +336,22 @@ def test_notebook_executes_headless_on_a_tiny_run(tiny_runs):
                  if "text/markdown" in output.get("data", {}))
     assert "| pinwheel-cygen_pt | 4 |" in table and "| pinwheel-vae | 2 |" in table
     assert figures_shown(cells) == 2
+
+
+def test_summarize_reports_mean_and_std_over_seed_folders(tiny_runs, tmp_path):
+    """launch.py --seeds lays a run out as <data>-<name>/seed<S>: its rows become mean ± std over the seeds."""
+    root = tmp_path / "toy_quick"
+    for seed, offset in ((0, 0.0), (1, 2.0)):
+        seed_dir = shutil.copytree(tiny_runs / "pinwheel-vae", root / "pinwheel-vae" / f"seed{seed}")
+        rows = read_metrics(seed_dir, drop=())
+        with open(seed_dir / "metrics.csv", "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows({**row, "nll_hm": float(row["nll_hm"]) + offset} for row in rows)
+    summary = summarize_into(tmp_path, root, "bash run_toy.sh --quick --seeds 0,1")
+    rows = {row["metric"]: row["ours"] for row in summary["rows"]}
+    nll = float(read_metrics(tiny_runs / "pinwheel-vae")[-1]["nll_hm"])
+    assert rows["harmonic-mean NLL"] == f"{nll + 1:.4g} ± {2 ** 0.5:.2g} (2 seeds)"  # std of (x, x + 2)
+    assert rows["compatibility, full norm"].endswith(" ± 0 (2 seeds)")
+    assert sorted(summary["run_seconds"]) == ["pinwheel-vae/seed0", "pinwheel-vae/seed1"]
+    assert [path.name for path in (tmp_path / "results" / "figures" / "toy_quick").iterdir()] == ["pinwheel-vae.png"]

@@ -2,6 +2,7 @@
 steps, resume, and smoke runs of "main_sym.py", "main_elbo.py", generate.py and the limiting-chain study."""
 import copy
 import json
+import shutil
 
 import pytest
 import torch
@@ -140,6 +141,12 @@ def test_smoke(script, dataset, encoder, tmp_path):
                        for k in (1, 3))
         assert metrics["Fréchet on PCA-4 pixel features vs its own random-code samples, random code (sampling floor)"] > 0
         assert metrics["limiting (3 steps) / random-code ratio (paper: README FID ratio)"] > 0
+        for seed in (0, 1):  # launch.py --seeds: <run>/seed<S>, one row of mean ± std over the seeds
+            shutil.copytree(run_dir, tmp_path / "seeds" / "run" / f"seed{seed}")
+        seeds = symvae_evaluation.summarize(tmp_path / "seeds", kind="quick", device="cpu", results=tmp_path / "results",
+                                            n_samples=30, n_components=4, chain_steps=(1, 3))
+        assert [row["metric"] for row in seeds.rows] == list(metrics)
+        assert all(row["ours"].endswith(" ± 0 (2 seeds)") for row in seeds.rows)  # the same study of the same model
     if script == "main_elbo.py" and dataset == "fmnist":  # generate.py on a trained run folder
         run_script("generate.py", "--run_dir", str(run_dir), "--chain_steps", "3", "--n_grid", "10",
                    "--save_samples", "12", "--mode", "limiting", "--device", "cpu")
