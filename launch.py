@@ -555,8 +555,7 @@ def main(argv=None):
                               "FLAGS...), as run_common.sh's launch_table sends it")
         return run_table(argv[1:], sys.stdin)
     except LaunchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise SystemExit(f"error: {error}") from error
 
 
 if __name__ == "__main__":

@@ -461,6 +461,11 @@ BAD_INPUT = {
         "corrupt classifier": Case(["noise:uniform", "--dataset", "mnist", *FID, "--metric", "domain"], 1,
                                    ("not a readable classifier cache", "delete it")),
     },
+    "launch.py": {
+        "status without a table": Case(["status", "{empty}"], 1, ("no table was launched there", "give a run root")),
+        "slurm without a time": Case(["run", "--root", "{run}", "--executor", "slurm"], 2,
+                                     ("--executor slurm needs --time MINUTES",)),
+    },
     "plot_curves.py": {
         "no run folder": Case(["{empty}"], 1, ("holds no metrics.csv", "pass a run folder")),
         "unknown metric": Case(["{toy}", "--metrics", "nope", "--out", "{empty}/curves.png"], 1,
