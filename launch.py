@@ -10,14 +10,17 @@ as `python SCRIPT --run_dir ROOT/NAME --resume FLAGS... EXTRA...`, EXTRA being t
 launch.py's own. A flag holding {OTHER} (another run's name) gets OTHER's run folder in its place and makes the run
 wait: for OTHER to finish, or, written {OTHER}/FILE, until FILE exists in OTHER's folder (CyGen(PT) starts from the
 VAE run's warm-up checkpoint while the VAE trains on). A run the launcher recorded as done with the same command is
-not started again. Each run's output is appended to its log.txt; launch.py's own record of a table lies in
-ROOT/launch/ (table.json, launch.log, submitit's job files) and each run's state in RUN/launch_state.json.
+not started again, nor is a run in flight: submitted or running (RUN/launch_state.json), or its folder locked by a
+training process (RUN/.lock, held by every training script while it runs: training.runs.lock_run_folder). Each
+run's output is appended to its log.txt; launch.py's own record of a table lies in ROOT/launch/ (table.json,
+launch.log, submitit's job files) and each run's state in RUN/launch_state.json.
 """
 import argparse
 import collections
 import contextlib
 import ctypes
 import datetime
+import fcntl
 import json
 import os
 import re
@@ -34,6 +37,8 @@ import submitit
 
 REPO = Path(__file__).resolve().parent
 STATE_FILE = "launch_state.json"
+# training.runs.LOCK_FILE (not imported from there: every job process imports this module, and training imports torch)
+LOCK_FILE = ".lock"
 PLACEHOLDER = re.compile(r"\{(?P<run>[^{}]+)\}(?P<file>/\S+)?")
 POLL_SECONDS = {"local": 0.5, "debug": 0.0, "slurm": 60.0}
 # A run whose state file says it is running while its process is gone was killed (or its machine went down).
@@ -146,7 +151,8 @@ class RunJob(submitit.helpers.Checkpointable):
         write_json_atomic(self.run.folder / STATE_FILE, {
             "state": state, "command": self.run.command(), "log": str(self.run.folder / "log.txt"),
             "host": socket.gethostname(), "pid": os.getpid(), "job_id": os.environ.get("SLURM_JOB_ID"),
-            "cuda_visible_devices": self.environment.get("CUDA_VISIBLE_DEVICES"), "requeues": self.requeues, "time": now(), **details})
+            "cuda_visible_devices": self.environment.get("CUDA_VISIBLE_DEVICES"), "requeues": self.requeues,
+            "time": now(), **details})
 
     def __call__(self):
         self.run.folder.mkdir(parents=True, exist_ok=True)
@@ -434,6 +440,19 @@ def local_slots(args):
     return slots[:args.jobs] if args.jobs else slots
 
 
+def check_devices_seen_alone(runs):
+    """With a GPU each, a run sees only its own GPU (CUDA_VISIBLE_DEVICES), as cuda:0."""
+    for run in runs:
+        device = "auto"
+        for flag, value in zip(run.flags, [*run.flags[1:], None]):
+            if flag == "--device" or flag.startswith("--device="):
+                device = value if flag == "--device" else flag.split("=", 1)[1]
+        if re.fullmatch(r"cuda:[1-9]\d*", str(device)):
+            raise LaunchError(f"run {run.name} has --device {device}, but with a GPU per run (--gpus) each run sees "
+                              "only its own GPU, as cuda:0: pass --device cuda, or --gpus none to choose the GPU "
+                              "yourself")
+
+
 def run_table(argv, lines):
     """`launch.py run` with the table's lines (read once the flags are parsed): the exit status, 0 when every run
     is done and the summary was made."""
@@ -442,14 +461,17 @@ def run_table(argv, lines):
     check_run_args(parser, args)
     launch_folder = Path(args.root) / "launch"
     runs = read_table(list(lines), args.root, extra, args.seeds, read_launched(launch_folder))
+    slots = local_slots(args) if args.executor == "local" else [None]
+    if any(slot is not None for slot in slots):
+        check_devices_seen_alone(runs)
     launch_folder.mkdir(parents=True, exist_ok=True)
     for run in runs:
         run.folder.mkdir(parents=True, exist_ok=True)
-    in_flight = [f"{run.name} ({detail})" for run in runs for state, detail in [run_status(run.folder)]
-                 if state == RUNNING or detail.startswith("submitted")]
+    in_flight = [f"{run.name} ({why})" for run in runs for why in [in_flight_because(run.folder)] if why]
     if in_flight:
         raise LaunchError(f"runs of {args.root} are still in flight: {'; '.join(in_flight)}. Wait for them (python "
-                          "launch.py status), or stop them and delete their launch_state.json")
+                          "launch.py status), or stop them (and delete the launch_state.json of a run the launcher "
+                          "recorded as submitted or running)")
     record_table(launch_folder, runs)
     log = TableLog(launch_folder)
     log(f"{len(runs)} runs of {args.root}, {args.executor} executor: {args.command or shlex.join(argv)}")
@@ -469,7 +491,6 @@ def run_table(argv, lines):
         else:
             executor = submitit.LocalExecutor(folder=launch_folder / "submitit", max_num_timeout=args.requeues)
             executor.update_parameters(timeout_min=args.time or 10**7)
-        slots = [None] if args.executor == "debug" else local_slots(args)
         finished = run_here(runs, executor, slots, log, POLL_SECONDS[args.executor])
     failed = [name for name, state in finished.items() if state != DONE]
     if failed:
@@ -511,6 +532,31 @@ def run_status(folder):
         where = f"job {state['job_id']}" if state.get("job_id") else f"pid {state['pid']}"
         return RUNNING, f"since {state['time']} ({where} on {state['host']}), log {state['log']}"
     return NOT_STARTED, f"submitted as job {state['job_id']}" if state.get("job_id") else "requeued"
+
+
+def lock_holder(folder):
+    """Who holds the run folder's lock ("process PID on HOST", as training.runs writes it), or None. Probed with a
+    shared lock, dropped at once: two launchers probing do not block each other."""
+    path = Path(folder) / LOCK_FILE
+    if not path.exists():
+        return None
+    with open(path) as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return file.read().strip() or "another process"
+        fcntl.flock(file, fcntl.LOCK_UN)
+    return None
+
+
+def in_flight_because(folder):
+    """Why the run in folder must not be started now (submitted or running per its launch state, or its folder held
+    by a training process started by hand or by another launcher), or None."""
+    state, detail = run_status(folder)
+    if state == RUNNING or detail.startswith("submitted"):
+        return detail
+    holder = lock_holder(folder)
+    return f"its run folder is in use by {holder}" if holder else None
 
 
 def pid_alive(pid):

@@ -7,7 +7,6 @@ thread) into a fresh folder once per --jobs value, in turn (bench.timing.interle
 other load of a shared machine slows both alike; on 2 free cores --jobs 2 should take about half the time.
 """
 import os
-import shlex
 import sys
 import tempfile
 
@@ -44,19 +43,19 @@ def main():
                                           for jobs in (1, 2)}, "cpu", args.repeats, warmup=0)
     load_after = os.getloadavg()
     ratio = seconds[1] / seconds[2]
-    print(f"{args.runs} toy runs of {args.niters} iterations: --jobs 1 {seconds[1]:.1f} s, --jobs 2 {seconds[2]:.1f} s, "
-          f"ratio {ratio:.2f}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after, "
-          f"{os.cpu_count()} cores")
+    print(f"{args.runs} toy runs of {args.niters} iterations: --jobs 1 {seconds[1]:.1f} s, --jobs 2 "
+          f"{seconds[2]:.1f} s, ratio {ratio:.2f}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} "
+          f"after, {os.cpu_count()} cores")
     if args.summary:
         scale = (f"{args.runs} runs of main_toy.py ({args.niters} iterations, batch 200, 1 thread each), median of "
                  f"{args.repeats} interleaved rounds")
-        rows = [dict(method=f"launch.py, --jobs {jobs}", dataset="toy", metric="s per table", ours=round(seconds[jobs], 1),
-                     paper=None, scale=scale) for jobs in (1, 2)]
+        rows = [dict(method=f"launch.py, --jobs {jobs}", dataset="toy", metric="s per table",
+                     ours=round(seconds[jobs], 1), paper=None, scale=scale) for jobs in (1, 2)]
         rows.append(dict(method="launch.py, --jobs 2", dataset="toy", metric="x faster than --jobs 1",
                          ours=round(ratio, 2), paper=None, scale=scale))
         write_bench_summary(args.summary, "cpu", "Tables of runs through launch.py (submitit's local executor)", rows,
                             note=f"Load average before the first round {load_before[0]:.1f}, after the last "
-                                 f"{load_after[0]:.1f}; command {shlex.join(['python', *sys.argv])}.")
+                                 f"{load_after[0]:.1f}.")
 
 
 if __name__ == "__main__":

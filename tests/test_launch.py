@@ -9,6 +9,7 @@ import pytest
 
 import launch
 import main_toy
+from training import runs
 from tests.scripts import read_metrics, run_script
 from tests.test_examples import RESUME_ARGS
 
@@ -148,6 +149,24 @@ def test_slurm_writes_one_array_per_wave_with_the_resume_commands(tmp_path, caps
         launch_table(table, root, "--executor", "slurm", "--time", 90)
 
 
+def test_a_run_whose_folder_a_training_process_holds_is_not_started_twice(fake, tmp_path):
+    """A run started by hand (or by another launcher) holds its folder's lock (training.runs): the table is refused
+    with the holder named, and starts once the lock is free."""
+    script, events, read_events = fake
+    root = tmp_path / "runs"
+    assert launch.LOCK_FILE == runs.LOCK_FILE
+    runs.lock_run_folder(root / "b")
+    try:
+        with pytest.raises(launch.LaunchError, match=rf"still in flight: b \(its run folder is in use by process "
+                                                     rf"{os.getpid()} on "):
+            launch_table([f"a {script} --sleep 0", f"b {script} --sleep 0"], root, "--events", events)
+        assert not (root / "a" / "launch_state.json").exists() and not os.path.exists(events)
+    finally:
+        runs.release_run_folders()
+    assert launch_table([f"a {script} --sleep 0", f"b {script} --sleep 0"], root, "--events", events) == 0
+    assert sorted(run for _, what, run, _ in read_events() if what == "end") == ["a", "b"]
+
+
 def test_seeds_replicate_the_table_and_its_references(tmp_path):
     runs = launch.read_table(["vae s.py --x 1", "pt s.py --warm {vae}/w.pt --baseline {vae}"], tmp_path,
                              ["--device", "cpu"], seeds=[0, 2])
@@ -163,6 +182,7 @@ def test_seeds_replicate_the_table_and_its_references(tmp_path):
     (["a s.py --from {b}"], [], "run a refers to {b}, which is no run of this table (a)"),
     (["a s.py", "a s.py"], [], "the table names a more than once"),
     (["a s.py"], ["--seeds", "0,1", "--seed", "3"], "give the seeds with --seeds only"),
+    (["a s.py --device cuda:1"], ["--gpus", "0,1"], "run a has --device cuda:1, but with a GPU per run (--gpus)"),
 ])
 def test_bad_tables_are_refused_with_the_reason(tmp_path, table, flags, message):
     with pytest.raises(launch.LaunchError, match=message.replace("{", r"\{").replace("(", r"\(").replace(")", r"\)")):
@@ -182,7 +202,8 @@ def test_bad_flags_exit_with_the_reason(tmp_path, flags, message, capsys):
 
 def test_bench_launch_times_the_table_at_one_and_two_jobs(tmp_path):
     path = tmp_path / "launch_speed.json"
-    result = run_script("bench/bench_launch.py", "--runs", "1", "--niters", "2", "--repeats", "1", "--summary", str(path))
+    result = run_script("bench/bench_launch.py", "--runs", "1", "--niters", "2", "--repeats", "1",
+                        "--summary", str(path))
     assert "--jobs 1" in result.stdout and "load average" in result.stdout
     rows = {row["method"] + " " + row["metric"]: row["ours"] for row in json.loads(path.read_text())["rows"]}
     assert rows["launch.py, --jobs 2 x faster than --jobs 1"] > 0 and rows["launch.py, --jobs 1 s per table"] > 0

@@ -143,8 +143,9 @@ def test_smoke(script, dataset, encoder, tmp_path):
         assert metrics["limiting (3 steps) / random-code ratio (paper: README FID ratio)"] > 0
         for seed in (0, 1):  # launch.py --seeds: <run>/seed<S>, one row of mean ± std over the seeds
             shutil.copytree(run_dir, tmp_path / "seeds" / "run" / f"seed{seed}")
-        seeds = symvae_evaluation.summarize(tmp_path / "seeds", kind="quick", device="cpu", results=tmp_path / "results",
-                                            n_samples=30, n_components=4, chain_steps=(1, 3))
+        seeds = symvae_evaluation.summarize(tmp_path / "seeds", kind="quick", device="cpu",
+                                            results=tmp_path / "results", n_samples=30, n_components=4,
+                                            chain_steps=(1, 3))
         assert [row["metric"] for row in seeds.rows] == list(metrics)
         assert all(row["ours"].endswith(" ± 0 (2 seeds)") for row in seeds.rows)  # the same study of the same model
     if script == "main_elbo.py" and dataset == "fmnist":  # generate.py on a trained run folder
