@@ -22,7 +22,7 @@ extra=("$@")
 for arg in ${extra[@]+"${extra[@]}"}; do
     case $arg in --seeds|--seeds=*)
         echo "error: sweep_lagvae.sh centres its e1 grid on one VAE's -ELBO, so it runs one seed at a time: pass" \
-            "--seed S instead of --seeds (and move $root away between seeds)" >&2
+            "--seed S instead of --seeds (and move runs/lagvae[_quick] away between seeds)" >&2
         exit 2 ;;
     esac
 done

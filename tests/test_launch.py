@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -10,7 +11,7 @@ import pytest
 import launch
 import main_toy
 from training import runs
-from tests.scripts import read_metrics, run_script
+from tests.scripts import REPO, read_metrics, run_script
 from tests.test_examples import RESUME_ARGS
 
 # A stand-in for a training script: it records when it starts (with the GPUs it sees) and ends, writes half.txt
@@ -207,3 +208,11 @@ def test_bench_launch_times_the_table_at_one_and_two_jobs(tmp_path):
     assert "--jobs 1" in result.stdout and "load average" in result.stdout
     rows = {row["method"] + " " + row["metric"]: row["ours"] for row in json.loads(path.read_text())["rows"]}
     assert rows["launch.py, --jobs 2 x faster than --jobs 1"] > 0 and rows["launch.py, --jobs 1 s per table"] > 0
+
+
+def test_the_lagvae_sweep_refuses_seeds_before_training():
+    """Its e1 grid is centred on one VAE's -ELBO: one seed at a time (--seed S)."""
+    result = subprocess.run(["bash", "sweep_lagvae.sh", "--quick", "--seeds", "0,1"], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "pass --seed S instead of --seeds" in result.stderr
+    assert "Traceback" not in result.stderr and not result.stdout
