@@ -279,15 +279,45 @@ def reference_statistics_path(cache_dir, dataset, split, n, dims, binarize_thres
     return Path(cache_dir) / f"fid_{dataset}_{split}_{n}_{dims}d{binarized}.npz"
 
 
+def reference_features_path(statistics_path: Path) -> Path:
+    """Where the reference's features (for KID) are cached, beside its statistics."""
+    return statistics_path.with_name(statistics_path.stem + "_features.npy")
+
+
+def reference_statistics_and_features(path: Path, images, model, batch_size=50, device="cpu", log=print,
+                                      with_features=False):
+    """(statistics, features or None) of the reference: from the caches at path (statistics) and
+    reference_features_path(path) (features, float64 [n, dims], only with_features), else computed in one pass and
+    cached; a statistics cache made before the feature cache existed is kept as it is."""
+    features_path = reference_features_path(path)
+    if path.is_file() and (not with_features or features_path.is_file()):
+        log(f"reference statistics from the cache {path}")
+        features = _load_features(features_path) if with_features else None
+        return Statistics.load(path), features
+    features = inception_features(model, images, batch_size, device, desc="reference")
+    if path.is_file():
+        statistics = Statistics.load(path)
+    else:
+        statistics = Statistics.of(features)
+        statistics.save(path)
+        log(f"reference statistics saved to {path}")
+    if with_features:
+        write_atomically(features_path, lambda file: np.save(file, features))
+        log(f"reference features saved to {features_path}")
+    return statistics, features if with_features else None
+
+
+def _load_features(path: Path) -> np.ndarray:
+    try:
+        return np.load(path)
+    except Exception as error:  # a damaged .npy: OSError, ValueError or EOFError
+        raise ConfigError(f"{path} is not a readable feature cache ({type(error).__name__}: {error}); "
+                          "delete it and it is computed again.") from error
+
+
 def reference_statistics(path: Path, images, model, batch_size=50, device="cpu", log=print) -> Statistics:
     """The statistics cached at path, else those of the images, computed once and cached."""
-    if path.is_file():
-        log(f"reference statistics from the cache {path}")
-        return Statistics.load(path)
-    statistics = Statistics.of(inception_features(model, images, batch_size, device, desc="reference"))
-    statistics.save(path)
-    log(f"reference statistics saved to {path}")
-    return statistics
+    return reference_statistics_and_features(path, images, model, batch_size, device, log)[0]
 
 
 def main():
