@@ -50,24 +50,29 @@ def parse_args(argv=None):
     parser.add_argument("--n_reference", type=int, default=None, help="reference images (default: --n_samples)")
     parser.add_argument("--binarize_reference", type=float, default=None, metavar="THRESHOLD",
                         help="binarise the reference at this level in [0, 1] (binary-pixel models, e.g. 0.4375)")
-    parser.add_argument("--metric", choices=tuple(METRICS), default="fid", help="(default: %(default)s)")
-    parser.add_argument("--dims", type=int, choices=FID_DIMS, default=2048, help="(default: %(default)s)")
+    parser.add_argument("--metric", choices=tuple(METRICS), default="fid",
+                        help="fid (FID and KID), domain (the classifier metrics) or all (default: %(default)s)")
+    parser.add_argument("--dims", type=int, choices=FID_DIMS, default=2048,
+                        help="Inception feature size; 2048 are the standard pool features (default: %(default)s)")
     parser.add_argument("--kid", action=argparse.BooleanOptionalAction, default=True,
                         help="KID beside every FID, from the same features (default: %(default)s)")
     parser.add_argument("--kid_subsets", type=int, default=KID_SUBSETS,
                         help="KID subsets, its mean and std are over them (default: %(default)s)")
     parser.add_argument("--kid_subset_size", type=int, default=KID_SUBSET_SIZE,
                         help="KID subset size, capped by --n_samples and --n_reference (default: %(default)s)")
-    parser.add_argument("--batch_size", type=int, default=50, help="(default: %(default)s)")
+    parser.add_argument("--batch_size", type=int, default=50, help="images per Inception batch (default: %(default)s)")
     add_device_arg(parser)
     add_precision_arg(parser, bf16_refused_because="FID is defined on float32 Inception features")
-    parser.add_argument("--data_root", default="datasets", help="(default: %(default)s)")
+    parser.add_argument("--data_root", default="datasets",
+                        help="folder of the datasets (torchvision layout; downloaded there when online) "
+                             "(default: %(default)s)")
     parser.add_argument("--cache_dir", default="runs/evaluation_cache",
                         help="reference statistics and classifiers (default: %(default)s)")
     parser.add_argument("--summary", type=Path, help="write the scores as a results/*.json summary")
     parser.add_argument("--method", nargs="+", help="one label per input for the summary (default: the inputs)")
     parser.add_argument("--paper", nargs="+", help="one paper value per input (default: -)")
-    parser.add_argument("--kind", choices=("quick", "full"), default="quick", help="(default: %(default)s)")
+    parser.add_argument("--kind", choices=("quick", "full"), default="quick",
+                        help="the summary's kind: quick (CPU scale) or full (default: %(default)s)")
     parser.add_argument("--experiment", help="summary name (default: the summary file's stem)")
     args = parser.parse_args(argv)
     args.n_reference = args.n_reference or args.n_samples

@@ -58,12 +58,50 @@ NON_NEGATIVE = ("n_train", "n_test", "warm_up", "kl_beta", "w_cm", "compat_rows"
 GRIDS = ("recon", "prior", "gibbs", "langevin")
 METRIC_COLUMNS = ("step", "phase", "train_loss", "recon", "kl", "compat", "valid_recon", "valid_compat",
                   "accuracy", "accuracy_std", "elapsed_s")
+# One line of --help per flag of DEFAULTS (its default is appended).
+FLAG_HELP = dict(
+    dataset="image dataset",
+    data_root="folder of the datasets (torchvision layout; downloaded there when online)",
+    n_train="training images used, the first N (0: all; > 0 for CPU-scale runs and tests)",
+    n_test="test images used for the downstream accuracy, the first N (0: all)",
+    method="what trains after the warm-up: cygen (CyGen), elbo (VAE) or dae (deterministic auto-encoder)",
+    z_dim="latent dimensions",
+    n_flows="Householder-Sylvester flow steps of the encoder q(z|x)",
+    n_householder="Householder reflections per flow step",
+    warm_up="epochs of ELBO training before --method (CyGen(PT)'s pre-training)",
+    warm_lr="Adamax learning rate of the warm-up",
+    warm_p_var="decoder variance during the warm-up",
+    kl_beta="KL weight, ramped up over the first half of the warm-up",
+    lr="Adamax learning rate of the encoder after the warm-up",
+    lr_ratio_dec="decoder learning rate = --lr x this",
+    set_p_var="decoder variance after the warm-up",
+    vae_clamp="clamp of the encoder's base noise e ~ N(0, I) to [-c, c] after the warm-up (SVHN: 0.1)",
+    batch_size="training batch size",
+    cmtype="CyGen's compatibility norm: jacnorm_x (with J^-T), jacnorm_lite_x (paper eq. 23, no second solve)",
+    w_cm="weight of the compatibility term (0: the no-compatibility ablation)",
+    n_mc_px="Monte Carlo samples z ~ q(z|x) per image of the data-fit term (CyGen's harmonic mean, the ELBO)",
+    compat_rows="compatibility on the first N rows of each batch only (0: all rows; CPU scale)",
+    eval_every="epochs between downstream evaluations (0: after the warm-up and at the end only)",
+    valid_size="held-out training images for the validation reconstruction and compatibility",
+    n_trials="downstream classifiers trained per evaluation (mean and std over them)",
+    downstream_epochs="epochs of each downstream classifier",
+    downstream_draws="z ~ q(z|x) draws per training image for the downstream classifier",
+    gen_batch_size="images per generation batch (sample grids and --save_samples)",
+    gen_niter="x-space SGLD steps of generation",
+    gen_stepsize="SGLD step size",
+    gen_anneal="SGLD drift annealing rate (0: no annealing)",
+    gen_freeze="SGLD noise decay rate (0: constant noise)",
+    gen_init="SGLD start: decoder samples of z ~ N(0, I), or uniform noise",
+    gibbs_steps="steps of the Gibbs chain x -> z -> x of the sample grid",
+    save_samples="write this many generated samples as a tensor file (samples/; for compute_gen_fid.py)",
+    warm_start="a run's warmup_checkpoint.pt: start after its warm-up (CyGen(PT) reusing the VAE's warm-up)",
+)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, length_flag="epochs", default_length=10, bf16_refused_because=CYGEN_BF16_REFUSAL)
-    add_flags_from_defaults(parser, DEFAULTS)
+    add_flags_from_defaults(parser, DEFAULTS, FLAG_HELP, CHOICES)
     args = parser.parse_args(argv)
     check_choices(parser, args, CHOICES)
     check_ranges(parser, args, positive=POSITIVE, non_negative=NON_NEGATIVE)

@@ -111,7 +111,7 @@ def test_ladder_elbo_trains_the_shared_prior_logits():
 
 def test_contradicting_flags_are_refused(capsys):
     for argv, message in ((["--log_every", "3", "--checkpoint_every", "10"], "multiples of --log_every"),
-                          (["--encoder", "wake"], "--encoder 'wake' is not one of"),
+                          (["--encoder", "wake"], "argument --encoder: invalid choice: 'wake'"),
                           (["--batch_size", "0"], "--batch_size 0 (must be > 0)")):
         with pytest.raises(SystemExit) as exit_info:
             parse_args("symmetric", "", argv)
