@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sample quality of every method with one protocol (compute_gen_fid.py: pytorch-fid's FID plus the repo's MNIST
-# classifier metrics), from the runs of the other run scripts, into results/fid_<experiment>_<mode>.json.
+# Sample quality of every method with one protocol (compute_gen_fid.py: pytorch-fid's FID, the KID of the same
+# features, and the repo's MNIST classifier metrics), from the runs of the other run scripts, into
+# results/fid_<experiment>_<mode>.json.
 #   bash run_fid.sh --quick   CPU scale: 500 samples per method (the quick runs' --save_samples), 2,000 for the
 #                             MNIST test-vs-train reference; ~10 images/s on 2 CPU cores
 #   bash run_fid.sh           full scale (after the full runs): 10,000 samples per method; meant for a GPU

