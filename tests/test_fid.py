@@ -175,7 +175,9 @@ def test_compute_gen_fid_scores_tensor_file_and_png_folder_alike(mnist, tmp_path
                         "12", "--dims", "64", "--split", "test", "--batch_size", "6", "--device", "cpu",
                         "--cache_dir", str(tmp_path), "--summary", str(summary), "--method", "tensor", "png")
     rows = json.loads(summary.read_text())["rows"]
-    assert [row["method"] for row in rows] == ["tensor", "png"]
+    assert [(row["method"], row["metric"][:3]) for row in rows] == [("tensor", "FID"), ("png", "FID"),
+                                                                    ("tensor", "KID"), ("png", "KID")]
     assert rows[0]["ours"] == rows[1]["ours"] > 0 and rows[0]["scale"] == "12 samples"
+    assert rows[2]["ours"] == rows[3]["ours"]  # KID of the same features (tests/test_kid.py tests its values)
     assert "mnist test (12 images)" in rows[0]["metric"] and "singular" in result.stdout
     assert fid.reference_statistics_path(tmp_path, "mnist", "test", 12, 64).is_file()
