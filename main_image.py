@@ -14,6 +14,7 @@ import compat  # noqa: F401  (first: torchvision shim)
 
 import argparse
 import csv
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -34,6 +35,7 @@ from training.runs import check_same_model_flags
 
 DEFAULTS = dict(
     dataset="mnist", data_root="datasets", n_train=0, n_test=0,  # > 0: subsets (CPU-scale runs, tests)
+    downstream_n_train=0,  # > 0: the classifier on the first that many official training images; 0: the --n_train ones
     method="cygen", z_dim=64, n_flows=4, n_householder=8,
     warm_up=0, warm_lr=1e-3, warm_p_var=0.5, kl_beta=1.0,
     lr=1e-4, lr_ratio_dec=0.1, set_p_var=0.01, vae_clamp=100.0, batch_size=100,
@@ -53,8 +55,8 @@ WARM_UP_CHECKPOINT = "warmup_checkpoint.pt"
 POSITIVE = ("z_dim", "n_flows", "n_householder", "warm_lr", "warm_p_var", "lr", "lr_ratio_dec", "set_p_var",
             "vae_clamp", "batch_size", "n_mc_px", "valid_size", "n_trials", "downstream_epochs", "downstream_draws",
             "gen_batch_size")
-NON_NEGATIVE = ("n_train", "n_test", "warm_up", "kl_beta", "w_cm", "compat_rows", "eval_every", "gen_niter",
-                "gen_stepsize", "gen_anneal", "gen_freeze", "gibbs_steps", "save_samples")
+NON_NEGATIVE = ("n_train", "n_test", "downstream_n_train", "warm_up", "kl_beta", "w_cm", "compat_rows", "eval_every",
+                "gen_niter", "gen_stepsize", "gen_anneal", "gen_freeze", "gibbs_steps", "save_samples")
 GRIDS = ("recon", "prior", "gibbs", "langevin")
 METRIC_COLUMNS = ("step", "phase", "train_loss", "recon", "kl", "compat", "valid_recon", "valid_compat",
                   "accuracy", "accuracy_std", "elapsed_s")
@@ -233,16 +235,27 @@ def warm_start_state(run, args):
     return state
 
 
+def load_splits(args, device):
+    """The whole official training set, as the paper and its code train (60,000 MNIST / Fashion-MNIST images,
+    73,257 SVHN; --n_train takes its first images), and the test set. Nothing is held out of training: the
+    per-epoch validation metrics use the first --valid_size test images, which choose nothing (no early stopping,
+    no model selection)."""
+    splits = load_image_dataset(args.dataset, args.data_root, device=device, n_valid=0)
+    if splits.shape != encoder_input_shape(args):
+        raise ConfigError(f"{splits.source}: {args.dataset} images of shape {splits.shape}, expected "
+                          f"{encoder_input_shape(args)}; check --dataset and --data_root")
+    return dataclasses.replace(splits, valid_x=splits.test_x[:args.valid_size], valid_y=splits.test_y[:args.valid_size])
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
     apply_precision(args.precision, device, cudnn_benchmark=True)  # fp32 or tf32: no autocast; fixed batch shapes
-    splits = load_image_dataset(args.dataset, args.data_root, device=device, n_valid=None)
-    if splits.shape != encoder_input_shape(args):
-        raise ConfigError(f"{splits.source}: {args.dataset} images of shape {splits.shape}, expected "
-                          f"{encoder_input_shape(args)}; check --dataset and --data_root")
+    splits = load_splits(args, device)
     train_x, train_y = splits.train_x[:args.n_train or None], splits.train_y[:args.n_train or None]
     test_x, test_y = splits.test_x[:args.n_test or None], splits.test_y[:args.n_test or None]
+    classifier_x, classifier_y = ((splits.train_x[:args.downstream_n_train], splits.train_y[:args.downstream_n_train])
+                                  if args.downstream_n_train else (train_x, train_y))
     if len(train_x) < args.batch_size:
         raise ConfigError(f"{len(train_x)} training images hold less than one batch of --batch_size "
                           f"{args.batch_size}: an epoch would train nothing; raise --n_train or lower --batch_size")
@@ -295,9 +308,9 @@ def main(argv=None):
         row.update(step=done, phase=phase, **means)
         milestone = done in (args.warm_up, total_epochs) or (args.eval_every and done % args.eval_every == 0)
         with separate_rng_stream(device, args.seed + done):
-            row.update(validation_metrics(encoder, decoder, splits.valid_x[:args.valid_size], args))
+            row.update(validation_metrics(encoder, decoder, splits.valid_x, args))
             if milestone:
-                result = downstream_accuracy(encoder, train_x, train_y, test_x, test_y,
+                result = downstream_accuracy(encoder, classifier_x, classifier_y, test_x, test_y,
                                              args.n_trials, args.downstream_epochs, args.downstream_draws)
                 row.update(accuracy=result.mean, accuracy_std=result.std)
                 print(f"epoch {done}: downstream accuracy {result.mean:.2f} +- {result.std:.2f} % "
