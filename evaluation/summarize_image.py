@@ -40,8 +40,11 @@ def summary_rows(run_dir: Path, run_name):
     data, name = run_name.split("-", 1)
     method = LABELS.get(name, name)
     n_train = flags["n_train"] or "all"
+    # Runs made before --downstream_n_train existed trained the classifier on the encoder's images.
+    n_classifier = flags.get("downstream_n_train") or n_train
     scale = (f"{flags['warm_up']} warm-up + {flags['epochs']} epochs, {n_train} training images, batch "
-             f"{flags['batch_size']}, {flags['n_trials']} trials x {flags['downstream_epochs']} classifier epochs, "
+             f"{flags['batch_size']}, {flags['n_trials']} trials x {flags['downstream_epochs']} classifier epochs "
+             f"on {n_classifier} images, "
              f"{float(rows[-1]['elapsed_s']) / 60:.0f} min")
     last = evaluated[-1]
     result = [dict(method=method, dataset=data, metric="downstream accuracy (%)", ours=accuracy_text(last),
