@@ -41,7 +41,8 @@ DEFAULTS = dict(
     lr=1e-4, lr_ratio_dec=0.1, set_p_var=0.01, vae_clamp=100.0, batch_size=100,
     cmtype="jacnorm_x", w_cm=1e-3, n_mc_px=1, compat_rows=0,  # compat_rows > 0: compatibility on that many rows
     eval_every=0, valid_size=1000, n_trials=10, downstream_epochs=100, downstream_draws=10,
-    gen_batch_size=64, gen_niter=200, gen_stepsize=1e-3, gen_anneal=10.0, gen_freeze=0.0, gen_init="decoder",
+    gen_batch_size=1000, grid_size=64,  # SGLD chains run at once for --save_samples; images per sample grid
+    gen_niter=200, gen_stepsize=1e-3, gen_anneal=10.0, gen_freeze=0.0, gen_init="decoder",
     gibbs_steps=18, save_samples=0,
     warm_start="",  # a run's warmup_checkpoint.pt: start after its warm-up (CyGen(PT) reusing the VAE's warm-up)
 )
@@ -54,7 +55,7 @@ WARM_UP_KEYS = ("dataset", "data_root", "n_train", "seed", "z_dim", "n_flows", "
 WARM_UP_CHECKPOINT = "warmup_checkpoint.pt"
 POSITIVE = ("z_dim", "n_flows", "n_householder", "warm_lr", "warm_p_var", "lr", "lr_ratio_dec", "set_p_var",
             "vae_clamp", "batch_size", "n_mc_px", "valid_size", "n_trials", "downstream_epochs", "downstream_draws",
-            "gen_batch_size")
+            "gen_batch_size", "grid_size")
 NON_NEGATIVE = ("n_train", "n_test", "downstream_n_train", "warm_up", "kl_beta", "w_cm", "compat_rows", "eval_every",
                 "gen_niter", "gen_stepsize", "gen_anneal", "gen_freeze", "gibbs_steps", "save_samples")
 GRIDS = ("recon", "prior", "gibbs", "langevin")
@@ -192,8 +193,8 @@ def grid_title(tag, what, args):
 
 def save_grids(paths, tag, encoder, decoder, splits, args, device):
     """Labelled grids of reconstructions, prior samples (meaningful for the VAE), SGLD samples and Gibbs-chain
-    states, sqrt(gen_batch_size) images a row, to the paths of GRIDS in order; tag: warmup or final."""
-    n = args.gen_batch_size
+    states, sqrt(grid_size) images a row, to the paths of GRIDS in order; tag: warmup or final."""
+    n = args.grid_size
     per_row = int(n ** 0.5)
     x = to_float(splits.test_x[:n])
     encoder.eval()

@@ -184,7 +184,7 @@ def test_downstream_accuracy_reports_mean_and_spread_over_trials():
 
 TINY_IMAGE = ["--n_train", "40", "--n_test", "20", "--batch_size", "20", "--compat_rows", "4", "--valid_size", "20",
               "--n_trials", "2", "--downstream_epochs", "1", "--downstream_draws", "2", "--gen_batch_size", "4",
-              "--gen_niter", "2", "--gibbs_steps", "1", "--z_dim", "8", "--device", "cpu"]
+              "--grid_size", "4", "--gen_niter", "2", "--gibbs_steps", "1", "--z_dim", "8", "--device", "cpu"]
 IMAGE_CASES = [
     ("mnist", ["--method", "cygen", "--warm_up", "1", "--epochs", "1", "--save_samples", "6"]),
     ("mnist", ["--method", "elbo", "--warm_up", "1", "--epochs", "1", "--save_samples", "6"]),
