@@ -59,8 +59,9 @@ def parse_args(argv=None):
                         help="KID beside every FID, from the same features (default: %(default)s)")
     parser.add_argument("--kid_subsets", type=int, default=KID_SUBSETS,
                         help="KID subsets, its mean and std are over them (default: %(default)s)")
-    parser.add_argument("--kid_subset_size", type=int, default=KID_SUBSET_SIZE,
-                        help="KID subset size, capped by --n_samples and --n_reference (default: %(default)s)")
+    parser.add_argument("--kid_subset_size", type=int, default=None,
+                        help=f"KID subset size, capped by --n_samples and --n_reference (default: {KID_SUBSET_SIZE}, "
+                             "at most half of the smaller)")
     parser.add_argument("--batch_size", type=int, default=50, help="images per Inception batch (default: %(default)s)")
     add_device_arg(parser)
     add_precision_arg(parser, bf16_refused_because="FID is defined on float32 Inception features")
@@ -79,7 +80,7 @@ def parse_args(argv=None):
     args.n_reference = args.n_reference or args.n_samples
     if min(args.n_samples, args.n_reference) < 2 or args.batch_size < 1:
         parser.error("--n_samples and --n_reference must be at least 2 (a covariance), --batch_size positive")
-    if args.kid_subsets < 1 or args.kid_subset_size < 2:
+    if args.kid_subsets < 1 or (args.kid_subset_size is not None and args.kid_subset_size < 2):
         parser.error("--kid_subsets must be positive and --kid_subset_size at least 2")
     for flag in ("method", "paper"):
         if getattr(args, flag) and len(getattr(args, flag)) != len(args.inputs):

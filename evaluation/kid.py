@@ -8,7 +8,9 @@ counts depends on the model: Chong & Forsyth 2020).
 
 The estimator and its defaults are torch-fidelity's (`torch_fidelity.metric_kid`, itself Binkowski's code): 100
 subsets of 1,000, subsets drawn by numpy's RandomState(2020), the first set's subset before the second's, std with
-ddof 0; on equal features the two give the same numbers (tested). Here it runs on the features compute_gen_fid.py
+ddof 0; on equal features and subset size the two give the same numbers (tested). One difference: with fewer than
+2,000 samples the default subset size is half the smaller set (torch-fidelity refuses, and a subset as large as the
+set repeats it, std 0), so 500 samples give subsets of 250. Here it runs on the features compute_gen_fid.py
 already extracts for FID (one pass of the same offline Inception weights), and the kernel matrices are computed once
 for all subsets when that is cheaper than per subset.
 """
@@ -52,18 +54,21 @@ def mmd2_unbiased(k_xx: np.ndarray, k_xy: np.ndarray, k_yy: np.ndarray) -> float
     return float(within - 2 * k_xy.sum() / (m * m))
 
 
-def subset_size_for(n_1: int, n_2: int, wanted=KID_SUBSET_SIZE) -> int:
-    """The subset size used: `wanted`, capped by the smaller set (500 samples give subsets of 500)."""
-    size = min(wanted, n_1, n_2)
+def subset_size_for(n_1: int, n_2: int, wanted=None) -> int:
+    """The subset size used: `wanted` capped by the smaller set; by default KID_SUBSET_SIZE capped by half the smaller
+    set, so that the subsets differ and their std says how much the estimate varies (subsets of a whole set of
+    1,000 would all be that set: std 0)."""
+    size = min(wanted, n_1, n_2) if wanted is not None else min(KID_SUBSET_SIZE, min(n_1, n_2) // 2)
     if size < 2:
         raise ConfigError(f"KID needs subsets of at least 2 samples; the sets hold {n_1} and {n_2}")
     return size
 
 
 def kernel_inception_distance(features_1: np.ndarray, features_2: np.ndarray, subsets=KID_SUBSETS,
-                              subset_size=KID_SUBSET_SIZE, seed=KID_SEED, whole_sets=None) -> KID:
+                              subset_size=None, seed=KID_SEED, whole_sets=None) -> KID:
     """KID of two feature sets [n_1, d] and [n_2, d]: mean and std over `subsets` pairs of subsets of
-    `subset_size` (capped by the smaller set), drawn without replacement as torch-fidelity draws them.
+    `subset_size` (subset_size_for: by default 1000, at most half the smaller set), drawn without replacement as
+    torch-fidelity draws them.
 
     whole_sets: compute the three kernel matrices of the whole sets once and index them per subset (True), or the
     kernel of each subset pair (False); None picks the cheaper within a memory bound. Both give the same numbers."""

@@ -58,7 +58,8 @@ def test_one_distribution_gives_zero_within_its_std_and_a_shift_grows_it():
 
 def test_subset_size_is_capped_by_the_smaller_set_and_the_text_parses():
     value = kid.kernel_inception_distance(_features(30), _features(80, seed=1), subsets=3)
-    assert value.subset_size == 30
+    assert value.subset_size == 15 and value.std > 0  # by default half the smaller set: the subsets differ
+    assert kid.subset_size_for(5000, 2000) == 1000 and kid.subset_size_for(500, 2000, wanted=1000) == 500
     mean, std = parse_number(value.text(), "kid")
     assert mean == pytest.approx(value.mean, rel=1e-3) and std == pytest.approx(value.std, rel=0.05)
     with pytest.raises(Exception, match="at least 2"):
@@ -74,7 +75,7 @@ def test_compute_gen_fid_writes_kid_beside_fid_and_caches_the_reference_features
     rows = json.loads(summary.read_text())["rows"]
     assert [(row["method"], row["metric"].split(" ")[0]) for row in rows] == [
         ("test", "FID"), ("noise", "FID"), ("test", "KID"), ("noise", "KID")]
-    assert rows[2]["metric"] == "KID (64-d Inception, 5 subsets of 8) vs mnist train (8 images)"
+    assert rows[2]["metric"] == "KID (64-d Inception, 5 subsets of 4) vs mnist train (8 images)"
     (test_kid, test_std), (noise_kid, _) = (parse_number(row["ours"], "kid") for row in rows[2:])
     assert noise_kid > test_kid + 3 * test_std
     cache = reference_features_path(reference_statistics_path(tmp_path, "mnist", "train", 8, 64))
