@@ -22,6 +22,7 @@ from data.images import BatchIterator, load_image_dataset, to_float
 from evaluation.downstream import downstream_accuracy
 from evaluation.figures import rows_of, save_labelled_grid
 from evaluation.samples import save_sample_tensor
+from models import compiled_steps
 from models.image import image_decoder, image_encoder
 from objectives.cygen import COMPATIBILITY_VARIANTS, compatibility_terms, cygen_loss
 from objectives.vae import dae_loss, elbo_loss
@@ -38,6 +39,7 @@ DEFAULTS = dict(
     warm_up=0, warm_lr=1e-3, warm_p_var=0.5, kl_beta=1.0,
     lr=1e-4, lr_ratio_dec=0.1, set_p_var=0.01, vae_clamp=100.0, batch_size=100,
     cmtype="jacnorm_x", w_cm=1e-3, n_mc_px=1, compat_rows=0,  # compat_rows > 0: compatibility on that many rows
+    compile_flow=False,  # the CyGen loss as one torch.compile graph (models/compiled_steps.py): same math, fewer kernels
     eval_every=0, valid_size=1000, n_trials=10, downstream_epochs=100, downstream_draws=10,
     gen_batch_size=64, gen_niter=200, gen_stepsize=1e-3, gen_anneal=10.0, gen_freeze=0.0, gen_init="decoder",
     gibbs_steps=18, save_samples=0,
@@ -75,6 +77,9 @@ def parse_args(argv=None):
         parser.error("--warm_start needs --warm_up N: it skips the N warm-up epochs of this run")
     if args.compat_rows > args.batch_size:
         parser.error(f"--compat_rows {args.compat_rows} exceeds --batch_size {args.batch_size}")
+    if args.compile_flow and not compiled_steps.compiler_available():
+        parser.error("--compile_flow true needs a C/C++ compiler for torch.compile: install g++ "
+                     "(apt-get install g++) or leave the flag off")
     return args
 
 
@@ -111,11 +116,13 @@ def enter_phase(phase, encoder, decoder, args):
 
 def cygen_batch_loss(encoder, decoder, x, args):
     """cygen_loss, with the compatibility term on the first --compat_rows rows only when asked (CPU scale)."""
+    compiled = args.compile_flow
     if not 0 < args.compat_rows < x.shape[0]:
-        return cygen_loss(encoder, decoder, x, args.n_mc_px, args.cmtype, args.w_cm)
+        return cygen_loss(encoder, decoder, x, args.n_mc_px, args.cmtype, args.w_cm, compiled=compiled)
     _, fit_c, compatibility = cygen_loss(encoder, decoder, x[:args.compat_rows], args.n_mc_px, args.cmtype,
-                                         args.w_cm)
-    _, fit_rest, _ = cygen_loss(encoder, decoder, x[args.compat_rows:], args.n_mc_px, args.cmtype, 0.0)
+                                         args.w_cm, compiled=compiled)
+    _, fit_rest, _ = cygen_loss(encoder, decoder, x[args.compat_rows:], args.n_mc_px, args.cmtype, 0.0,
+                                compiled=compiled)
     share = args.compat_rows / x.shape[0]
     fit = share * fit_c + (1 - share) * fit_rest
     return fit + args.w_cm * compatibility, fit, compatibility
