@@ -7,6 +7,7 @@ import contextlib
 import os
 import shlex
 import sys
+import tempfile
 import time
 
 import torch
@@ -79,6 +80,26 @@ def write_bench_summary(path, device, experiment, rows, note=""):
                   kind="quick" if torch.device(device).type == "cpu" else "full",
                   hardware=hardware_description(device), notes=f"{load} {note}".strip())
     print(f"wrote {path}")
+
+
+def use_cold_compile_cache():
+    """Point torch.compile's on-disk caches (inductor's FX-graph, AOTAutograd and kernel caches, Triton's) at a new
+    empty directory, so that the compiles timed in this process are first compiles, not cache hits of an earlier
+    run. Returns the directory."""
+    path = tempfile.mkdtemp(prefix="inductor_cold_cache_")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+    os.environ["TRITON_CACHE_DIR"] = os.path.join(path, "triton")
+    return path
+
+
+def first_call_seconds(function, device):
+    """Seconds of the first function() call: with torch.compile inside, the compile (forward and backward) plus one
+    step."""
+    synchronize(device)
+    start = time.perf_counter()
+    function()
+    synchronize(device)
+    return time.perf_counter() - start
 
 
 def synchronize(device):

@@ -11,6 +11,7 @@ assembly, the probe's nested flow derivatives, the decoder's p-term and fit term
 objectives.cygen.cygen_loss_func (torch.func transforms where the eager path nests torch.autograd.grad), so that
 the step launches a few hundred fused kernels instead of ~2,800 ATen ops (bench/counting.py).
 """
+import contextlib
 import shutil
 
 import torch
@@ -28,6 +29,17 @@ def enable():
     """From now on (in this process) `step_function` hands out compiled versions."""
     global _enabled
     _enabled = True
+
+
+@contextlib.contextmanager
+def enabled(flag):
+    """Inside, `step_function` hands out compiled versions or not, as `flag` says (the benches time both in turn)."""
+    global _enabled
+    before, _enabled = _enabled, flag
+    try:
+        yield
+    finally:
+        _enabled = before
 
 
 def step_function(function):

@@ -197,20 +197,6 @@ def test_compiled_flow_steps_equal_eager(monkeypatch):
 
 # ---- main_image.py --compile_flow true: the CyGen loss through torch.func, compiled as one graph ------------------
 
-def tiny_image_models(dtype=torch.float64):
-    """Gated conv layers as in the MNIST networks (models/image.py), on 1 x 4 x 4 images with d_z = 6 (the nested
-    reverse-mode path, as at d_z = 64), 2 flows x 3 reflections: a small graph with the same kinds of ops."""
-    from torch import nn
-    from models.decoders import GaussianDecoder
-    from models.image import GatedConv2d, LatentAsImage, gated_transposed
-    from models.sylvester import HouseholderSylvesterEncoder
-    torch.manual_seed(4)
-    body = nn.Sequential(GatedConv2d(1, 3, 3, 2, 1), nn.Flatten())  # [B, 3 x 2 x 2]
-    mean = nn.Sequential(LatentAsImage(), gated_transposed(6, 3, 4, 1, 0), nn.Conv2d(3, 1, 1), nn.Sigmoid())
-    return (HouseholderSylvesterEncoder(body, 12, 6, n_flows=2, n_householder=3).to(dtype),
-            GaussianDecoder(mean, 0.3).to(dtype))
-
-
 def loss_and_gradients(encoder, decoder, x, compiled, variant="jacnorm_x", functional=False):
     from objectives.cygen import cygen_loss_func, cygen_noise
     weights = list(encoder.parameters()) + list(decoder.parameters())
@@ -222,27 +208,31 @@ def loss_and_gradients(encoder, decoder, x, compiled, variant="jacnorm_x", funct
     return [t.detach() for t in terms] + list(torch.autograd.grad(terms[0], weights))
 
 
-@pytest.mark.parametrize("variant", COMPATIBILITY_VARIANTS)
-def test_cygen_loss_by_torch_func_equals_nested_autograd(variant):
+def test_cygen_loss_by_torch_func_equals_nested_autograd():
     """The formulation main_image.py --compile_flow true compiles (torch.func transforms), run eagerly: the same
-    loss terms and weight gradients as cygen_loss's nested torch.autograd.grad, on the MNIST networks (d_z = 64 is
-    the nested path; here d_z = 5) in float64."""
+    loss terms and weight gradients as cygen_loss's nested torch.autograd.grad, on the MNIST networks (gated convs
+    and their double backward; d_z = 64 takes the nested path, and so does d_z = 5 here) in float64."""
     from models.image import image_decoder, image_encoder
     torch.manual_seed(0)
     encoder = image_encoder((1, 28, 28), z_dim=5, n_flows=2, n_householder=3).double()
     decoder = image_decoder((1, 28, 28), 5).double()
     x = torch.rand(2, 1, 28, 28, dtype=torch.float64)
-    eager = loss_and_gradients(encoder, decoder, x, False, variant)
-    functional = loss_and_gradients(encoder, decoder, x, False, variant, functional=True)
+    eager = loss_and_gradients(encoder, decoder, x, False)
+    functional = loss_and_gradients(encoder, decoder, x, False, functional=True)
     for a, b in zip(eager, functional):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12 * a.abs().max())
 
 
 @pytest.fixture(scope="module")
 def compiled_tiny_image_step():
-    """One compiled tiny image loss (compiled once for the module's tests): models, input and its eager results."""
-    encoder, decoder = tiny_image_models()
-    x = torch.rand(3, 1, 4, 4, dtype=torch.float64)
+    """cygen_loss(compiled=True) of main_image.py --compile_flow true on the smallest models that take its path
+    (d_z = 5: nested reverse mode, as at d_z = 64; one flow of two reflections; the toy's MLPs, whose graph compiles
+    ~3x faster than gated convs'), compiled once for this module's tests: models, input, eager and compiled
+    results. The compile (~40-130 s on 2 cores from an empty inductor cache, seconds from a warm one) is the cost."""
+    torch.manual_seed(4)
+    encoder = toy_encoder(z_dim=5, n_flows=1, n_householder=2).double()
+    decoder = toy_decoder(0.5, z_dim=5).double()
+    x = torch.randn(3, 2, dtype=torch.float64)
     eager = loss_and_gradients(encoder, decoder, x, compiled=False)
     compiled = loss_and_gradients(encoder, decoder, x, compiled=True)  # compiles forward and backward
     return encoder, decoder, x, eager, compiled
@@ -251,7 +241,7 @@ def compiled_tiny_image_step():
 @needs_compiler
 def test_compiled_image_loss_equals_eager(compiled_tiny_image_step):
     """main_image.py --compile_flow true: the whole CyGen loss as one torch.compile graph gives eager mode's loss
-    terms and weight gradients (float64, from the same draws)."""
+    terms and weight gradients (float64, from the same draws; measured agreement ~2e-15)."""
     *_, eager, compiled = compiled_tiny_image_step
     for a, b in zip(eager, compiled):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-11 * a.abs().max())
