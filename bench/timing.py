@@ -82,6 +82,20 @@ def write_bench_summary(path, device, experiment, rows, note=""):
     print(f"wrote {path}")
 
 
+def add_compile_cache_arg(parser):
+    parser.add_argument("--warm_compile_cache", action="store_true",
+                        help="time the compile against inductor's usual on-disk cache (a rerun's compile), not an "
+                             "empty one")
+
+
+def compile_cache(args):
+    """The cache the compiles of this run use (args from add_compile_cache_arg), and its name for the rows."""
+    if args.warm_compile_cache:
+        return "warm cache"
+    use_cold_compile_cache()
+    return "empty cache"
+
+
 def use_cold_compile_cache():
     """Point torch.compile's on-disk caches (inductor's FX-graph, AOTAutograd and kernel caches, Triton's) at a new
     empty directory, so that the compiles timed in this process are first compiles, not cache hits of an earlier
