@@ -34,7 +34,7 @@ def parse_args(argv=None):
     add_device_arg(parser)
     add_precision_arg(parser, bf16_refused_because="sampling draws Bernoulli bits from the model's probabilities, "
                                                    "which bfloat16 would round")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
     args = parser.parse_args(argv)
     check_ranges(parser, args, positive=("n_grid", "sample_batch_size"),
                  non_negative=("chain_steps", "save_samples", "seed"))

@@ -399,17 +399,18 @@ def run_parser():
                                                  "local: default no limit)")
     parser.add_argument("--requeues", type=int, default=20, help="timeouts a run may be requeued after")
     slurm = parser.add_argument_group("slurm")
-    slurm.add_argument("--partition")
-    slurm.add_argument("--gpus_per_job", type=int, default=1, help="(default: %(default)s)")
-    slurm.add_argument("--account")
-    slurm.add_argument("--qos")
+    slurm.add_argument("--partition", help="Slurm partition (default: the cluster's)")
+    slurm.add_argument("--gpus_per_job", type=int, default=1, help="GPUs of each Slurm job (default: %(default)s)")
+    slurm.add_argument("--account", help="Slurm account to charge (default: the user's)")
+    slurm.add_argument("--qos", help="Slurm quality of service (default: the cluster's)")
     slurm.add_argument("--no_wait", action="store_true", help="submit and return; run the script again when the "
                                                              "jobs are done to make the summary")
     slurm.add_argument("--dry_run", action="store_true",
                        help="write the sbatch files submitit would send under ROOT/launch/slurm_dry_run, send none")
     summary = parser.add_argument_group("the summary made once every run is done")
     summary.add_argument("--summarize", choices=FAMILIES, help="python -m evaluation.summarize FAMILY ROOT")
-    summary.add_argument("--kind", choices=("quick", "full"), default="full")
+    summary.add_argument("--kind", choices=("quick", "full"), default="full",
+                         help="the summary's kind: quick (CPU scale) or full (default: %(default)s)")
     summary.add_argument("--command", default="", help="the command as typed, for the summary")
     summary.add_argument("--summary_device", default="auto", help="the runs' device: where the summary evaluates "
                                                                  "(lagvae, sym) and the hardware it names "
@@ -589,7 +590,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("run", "status"), help="run --help lists run's flags")
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="run: its flags (run --help); status: the TABLE")
     args = parser.parse_args(argv[:1])
     try:
         if args.action == "status":

@@ -39,12 +39,32 @@ CHOICES = dict(quadrants=QUADRANT_SETTINGS, model=("nn", "cvae"))
 MODEL_KEYS = ("quadrants", "model", "baseline_run", "z_dim", "hidden_1", "hidden_2", "gen_uses_x", "data_root",
               "n_valid", "n_train")
 POSITIVE = ("z_dim", "hidden_1", "hidden_2", "batch_size", "lr", "patience", "n_samples", "eval_batch_size", "epochs")
+# One line of --help per flag of DEFAULTS (its default is appended).
+FLAG_HELP = dict(
+    quadrants="quadrants of the image given as input x; the rest is predicted",
+    model="nn (the deterministic baseline) or cvae",
+    baseline_run="a finished --model nn run to start the CVAE from (empty: train it first in <run_dir>/baseline)",
+    z_dim="latent dimensions",
+    hidden_1="width of every network's first hidden layer",
+    hidden_2="width of every network's second hidden layer",
+    gen_uses_x="generation network p(y|x,z) as in the paper; false gives Pyro's p(y|z)",
+    batch_size="training batch size",
+    lr="Adam learning rate",
+    patience="epochs without a better validation loss before early stopping",
+    data_root="folder of the datasets (torchvision layout; downloaded there when online)",
+    n_valid="images held out from the end of the training set for early stopping",
+    n_train="training images used (0: all the rest; fewer for CPU-scale runs)",
+    n_test="test images scored (0: the whole test set)",
+    n_samples="samples per test image of the Monte Carlo and importance-sampling conditional log-likelihoods",
+    eval_batch_size="images per evaluation batch",
+    n_figure_digits="digits of the completion figure (0: no figure)",
+)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, length_flag="epochs", default_length=101)
-    add_flags_from_defaults(parser, DEFAULTS)
+    add_flags_from_defaults(parser, DEFAULTS, FLAG_HELP, CHOICES)
     args = parser.parse_args(argv)
     check_choices(parser, args, CHOICES)
     check_ranges(parser, args, positive=POSITIVE, non_negative=("n_valid", "n_train", "n_test", "n_figure_digits"))

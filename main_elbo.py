@@ -2,7 +2,7 @@
 the binary latents by the ZGR estimator (= DARN(1/2)).
 
     python main_elbo.py --dataset mnist --encoder ladder --device cuda             # README setting, 200k iterations
-    python main_elbo.py --arch mlp --mlp_width 300 --conditional_width 300 --batch_size 128 --lr 3e-4 --niters 20000 \
+    python main_elbo.py --arch mlp --mlp_width 300 --conditional_width 300 --batch_size 128 --lr 3e-4 --niters 20000 \\
         --device cpu                                                                 # CPU scale (run_sym.sh --quick)
 
 Ladder encoder: analytic per-bit KLs; reverse encoder: the one-sample KL (objectives/symvae.py). Flags, logging,

@@ -16,6 +16,7 @@ import compat  # noqa: F401  (first: torchvision shim)
 
 import argparse
 import csv
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -37,13 +38,15 @@ from training.runs import check_same_model_flags
 
 DEFAULTS = dict(
     dataset="mnist", data_root="datasets", n_train=0, n_test=0,  # > 0: subsets (CPU-scale runs, tests)
+    downstream_n_train=0,  # > 0: the classifier on the first that many official training images; 0: the --n_train ones
     method="cygen", z_dim=64, n_flows=4, n_householder=8,
     warm_up=0, warm_lr=1e-3, warm_p_var=0.5, kl_beta=1.0,
     lr=1e-4, lr_ratio_dec=0.1, set_p_var=0.01, vae_clamp=100.0, batch_size=100,
     cmtype="jacnorm_x", w_cm=1e-3, n_mc_px=1, compat_rows=0,  # compat_rows > 0: compatibility on that many rows
     compile_flow=False,  # the CyGen loss as one torch.compile graph (models/compiled_steps.py): same math, fewer kernels
     eval_every=0, valid_size=1000, n_trials=10, downstream_epochs=100, downstream_draws=10,
-    gen_batch_size=64, gen_niter=200, gen_stepsize=1e-3, gen_anneal=10.0, gen_freeze=0.0, gen_init="decoder",
+    gen_batch_size=1000, grid_size=64,  # SGLD chains run at once for --save_samples; images per sample grid
+    gen_niter=200, gen_stepsize=1e-3, gen_anneal=10.0, gen_freeze=0.0, gen_init="decoder",
     gibbs_steps=18, save_samples=0,
     warm_start="",  # a run's warmup_checkpoint.pt: start after its warm-up (CyGen(PT) reusing the VAE's warm-up)
 )
@@ -56,18 +59,58 @@ WARM_UP_KEYS = ("dataset", "data_root", "n_train", "seed", "z_dim", "n_flows", "
 WARM_UP_CHECKPOINT = "warmup_checkpoint.pt"
 POSITIVE = ("z_dim", "n_flows", "n_householder", "warm_lr", "warm_p_var", "lr", "lr_ratio_dec", "set_p_var",
             "vae_clamp", "batch_size", "n_mc_px", "valid_size", "n_trials", "downstream_epochs", "downstream_draws",
-            "gen_batch_size")
-NON_NEGATIVE = ("n_train", "n_test", "warm_up", "kl_beta", "w_cm", "compat_rows", "eval_every", "gen_niter",
-                "gen_stepsize", "gen_anneal", "gen_freeze", "gibbs_steps", "save_samples")
+            "gen_batch_size", "grid_size")
+NON_NEGATIVE = ("n_train", "n_test", "downstream_n_train", "warm_up", "kl_beta", "w_cm", "compat_rows", "eval_every",
+                "gen_niter", "gen_stepsize", "gen_anneal", "gen_freeze", "gibbs_steps", "save_samples")
 GRIDS = ("recon", "prior", "gibbs", "langevin")
 METRIC_COLUMNS = ("step", "phase", "train_loss", "recon", "kl", "compat", "valid_recon", "valid_compat",
                   "accuracy", "accuracy_std", "elapsed_s")
+# One line of --help per flag of DEFAULTS (its default is appended).
+FLAG_HELP = dict(
+    dataset="image dataset",
+    data_root="folder of the datasets (torchvision layout; downloaded there when online)",
+    n_train="training images used, the first N (0: all; > 0 for CPU-scale runs and tests)",
+    n_test="test images used, the first N (0: all)",
+    downstream_n_train="downstream classifier on the first N official training images (0: the --n_train ones)",
+    method="what trains after the warm-up: cygen (CyGen), elbo (VAE) or dae (deterministic auto-encoder)",
+    z_dim="latent dimensions",
+    n_flows="Householder-Sylvester flow steps of the encoder q(z|x)",
+    n_householder="Householder reflections per flow step",
+    warm_up="epochs of ELBO training before --method (CyGen(PT)'s pre-training)",
+    warm_lr="Adamax learning rate of the warm-up",
+    warm_p_var="decoder variance during the warm-up",
+    kl_beta="KL weight, ramped up over the first half of the warm-up",
+    lr="Adamax learning rate of the encoder after the warm-up",
+    lr_ratio_dec="decoder learning rate = --lr x this",
+    set_p_var="decoder variance after the warm-up",
+    vae_clamp="clamp of the encoder's base noise e ~ N(0, I) to [-c, c] after the warm-up (SVHN: 0.1)",
+    batch_size="training batch size",
+    cmtype="CyGen's compatibility norm: jacnorm_x (with J^-T), jacnorm_lite_x (paper eq. 23, no second solve)",
+    w_cm="weight of the compatibility term (0: the no-compatibility ablation)",
+    n_mc_px="Monte Carlo samples z ~ q(z|x) per image of the data-fit term (CyGen's harmonic mean, the ELBO)",
+    compat_rows="compatibility on the first N rows of each batch only (0: all rows; CPU scale)",
+    eval_every="epochs between downstream evaluations (0: after the warm-up and at the end only)",
+    valid_size="test images of the per-epoch validation reconstruction and compatibility (they select nothing)",
+    n_trials="downstream classifiers trained per evaluation (mean and std over them)",
+    downstream_epochs="epochs of each downstream classifier",
+    downstream_draws="z ~ q(z|x) draws per training image for the downstream classifier",
+    gen_batch_size="SGLD chains run at once for --save_samples",
+    grid_size="images per sample grid",
+    gen_niter="x-space SGLD steps of generation",
+    gen_stepsize="SGLD step size",
+    gen_anneal="SGLD drift annealing rate (0: no annealing)",
+    gen_freeze="SGLD noise decay rate (0: constant noise)",
+    gen_init="SGLD start: decoder samples of z ~ N(0, I), or uniform noise",
+    gibbs_steps="steps of the Gibbs chain x -> z -> x of the sample grid",
+    save_samples="write this many generated samples as a tensor file (samples/; for compute_gen_fid.py)",
+    warm_start="a run's warmup_checkpoint.pt: start after its warm-up (CyGen(PT) reusing the VAE's warm-up)",
+)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, length_flag="epochs", default_length=10, bf16_refused_because=CYGEN_BF16_REFUSAL)
-    add_flags_from_defaults(parser, DEFAULTS)
+    add_flags_from_defaults(parser, DEFAULTS, FLAG_HELP, CHOICES)
     args = parser.parse_args(argv)
     check_choices(parser, args, CHOICES)
     check_ranges(parser, args, positive=POSITIVE, non_negative=NON_NEGATIVE)
@@ -199,8 +242,8 @@ def grid_title(tag, what, args):
 
 def save_grids(paths, tag, encoder, decoder, splits, args, device):
     """Labelled grids of reconstructions, prior samples (meaningful for the VAE), SGLD samples and Gibbs-chain
-    states, sqrt(gen_batch_size) images a row, to the paths of GRIDS in order; tag: warmup or final."""
-    n = args.gen_batch_size
+    states, sqrt(grid_size) images a row, to the paths of GRIDS in order; tag: warmup or final."""
+    n = args.grid_size
     per_row = int(n ** 0.5)
     x = to_float(splits.test_x[:n])
     encoder.eval()
@@ -242,16 +285,27 @@ def warm_start_state(run, args):
     return state
 
 
+def load_splits(args, device):
+    """The whole official training set, as the paper and its code train (60,000 MNIST / Fashion-MNIST images,
+    73,257 SVHN; --n_train takes its first images), and the test set. Nothing is held out of training: the
+    per-epoch validation metrics use the first --valid_size test images, which choose nothing (no early stopping,
+    no model selection)."""
+    splits = load_image_dataset(args.dataset, args.data_root, device=device, n_valid=0)
+    if splits.shape != encoder_input_shape(args):
+        raise ConfigError(f"{splits.source}: {args.dataset} images of shape {splits.shape}, expected "
+                          f"{encoder_input_shape(args)}; check --dataset and --data_root")
+    return dataclasses.replace(splits, valid_x=splits.test_x[:args.valid_size], valid_y=splits.test_y[:args.valid_size])
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = resolve_device(args.device)
     apply_precision(args.precision, device, cudnn_benchmark=True)  # fp32 or tf32: no autocast; fixed batch shapes
-    splits = load_image_dataset(args.dataset, args.data_root, device=device, n_valid=None)
-    if splits.shape != encoder_input_shape(args):
-        raise ConfigError(f"{splits.source}: {args.dataset} images of shape {splits.shape}, expected "
-                          f"{encoder_input_shape(args)}; check --dataset and --data_root")
+    splits = load_splits(args, device)
     train_x, train_y = splits.train_x[:args.n_train or None], splits.train_y[:args.n_train or None]
     test_x, test_y = splits.test_x[:args.n_test or None], splits.test_y[:args.n_test or None]
+    classifier_x, classifier_y = ((splits.train_x[:args.downstream_n_train], splits.train_y[:args.downstream_n_train])
+                                  if args.downstream_n_train else (train_x, train_y))
     if len(train_x) < args.batch_size:
         raise ConfigError(f"{len(train_x)} training images hold less than one batch of --batch_size "
                           f"{args.batch_size}: an epoch would train nothing; raise --n_train or lower --batch_size")
@@ -304,9 +358,9 @@ def main(argv=None):
         row.update(step=done, phase=phase, **means)
         milestone = done in (args.warm_up, total_epochs) or (args.eval_every and done % args.eval_every == 0)
         with separate_rng_stream(device, args.seed + done):
-            row.update(validation_metrics(encoder, decoder, splits.valid_x[:args.valid_size], args))
+            row.update(validation_metrics(encoder, decoder, splits.valid_x, args))
             if milestone:
-                result = downstream_accuracy(encoder, train_x, train_y, test_x, test_y,
+                result = downstream_accuracy(encoder, classifier_x, classifier_y, test_x, test_y,
                                              args.n_trials, args.downstream_epochs, args.downstream_draws)
                 row.update(accuracy=result.mean, accuracy_std=result.std)
                 print(f"epoch {done}: downstream accuracy {result.mean:.2f} +- {result.std:.2f} % "

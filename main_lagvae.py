@@ -44,12 +44,30 @@ METHOD_DEFAULTS = {"infovae": {"e1": 1.0, "e2": 0.0}, "lagvae": {"e1": 88.0, "e2
 MODEL_KEYS = ("method", "mi", "e1", "e2", "z_dim", "width", "n_train", "init_from")
 POSITIVE = ("z_dim", "width", "batch_size", "lr", "eval_every", "n_eval", "eval_batch_size", "iwae_k", "epochs")
 MNIST_TEST_SIZE = 10000
+# One line of --help per flag of DEFAULTS (its default is appended).
+FLAG_HELP = dict(
+    method="infovae (fixed weights --e1, --e2) or lagvae (learned multipliers, constraints --e1, --e2)",
+    mi="weight of the mutual information I_q(x;z): > 0 maximises it, < 0 minimises it, 0 leaves it out",
+    z_dim="latent dimensions",
+    width="width of the encoder's and decoder's hidden layers",
+    batch_size="training batch size",
+    lr="Adam learning rate of the networks",
+    beta1="Adam beta1 of the networks",
+    lambda_lr="RMSProp learning rate of the Lagrange multipliers (lagvae)",
+    n_train="training images used, the first N (0: all 55000)",
+    init_from="a run folder whose networks start this run (the CPU-scale sweep starts from its VAE)",
+    data_root="folder of the datasets (torchvision layout; downloaded there when online)",
+    eval_every="training steps between metrics rows",
+    n_eval="train and test images of each evaluation",
+    eval_batch_size="images per evaluation batch",
+    iwae_k="importance samples of the final IWAE NLL",
+)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, length_flag="epochs", default_length=5000)
-    add_flags_from_defaults(parser, DEFAULTS)
+    add_flags_from_defaults(parser, DEFAULTS, FLAG_HELP, {"method": tuple(METHOD_DEFAULTS)})
     parser.add_argument("--e1", type=float, help="InfoVAE weight / LagVAE bound on -ELBO (default: 1 / 88)")
     parser.add_argument("--e2", type=float, help="InfoVAE weight / LagVAE bound on 1e4*MMD (default: 0 / 8)")
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """Symmetric equilibrium learning of a binary-latent HVAE (Flach, Schlesinger, Shekhovtsov, AISTATS 2024).
 
     python main_sym.py --dataset mnist --encoder ladder --device cuda              # README setting, 200k iterations
-    python main_sym.py --arch mlp --mlp_width 300 --conditional_width 300 --batch_size 128 --lr 3e-4 --niters 20000 \
+    python main_sym.py --arch mlp --mlp_width 300 --conditional_width 300 --batch_size 128 --lr 3e-4 --niters 20000 \\
         --device cpu                                                                 # CPU scale (run_sym.sh --quick)
 
 Each iteration: a decoder step (maximum likelihood of p on (z, x) with z ~ q(z|x_data)), then an encoder step
@@ -35,12 +35,32 @@ MODEL_KEYS = ("method", *MODEL_FLAGS, "train_on_all")
 POSITIVE = ("niters", "nz0", "nz1", "conditional_width", "conv_channels", "mlp_width", "lr", "batch_size",
             "log_every", "checkpoint_every", "image_every", "stats_batch_size")
 AVERAGING_STEPS = 1000  # moving averages: running mean for the first 1000 iterations, then rate 0.001 (official)
+# One line of --help per flag of DEFAULTS (its default is appended).
+FLAG_HELP = dict(
+    dataset="mnist (binarised, Bernoulli pixels) or fmnist (Gaussian pixels)",
+    encoder="encoder order: ladder q(z1|x) q(z0|x,z1) or reverse q(z0|x) q(z1|x,z0)",
+    arch="networks: conv (the official ones) or mlp (CPU scale)",
+    nz0="bits of the top latent layer z0 (uniform prior)",
+    nz1="bits of the latent layer z1 next to x",
+    conditional_width="width of the conditional networks between the latent layers",
+    conv_channels="base channel count of the conv networks (--arch conv)",
+    mlp_width="width of the MLP trunk and image network (--arch mlp)",
+    lr="Adam learning rate (each step's optimiser)",
+    batch_size="images per iteration, drawn with replacement",
+    train_on_all="train on all 70k images (train + test) as the official code; false keeps the test set out",
+    data_root="folder of the datasets (torchvision layout; downloaded there when online)",
+    log_every="iterations between metrics rows (moving-average losses, weights, per-bit MI)",
+    checkpoint_every="iterations between checkpoints (a multiple of --log_every)",
+    image_every="iterations between progress grids (a multiple of --log_every)",
+    display_chain_steps="limiting-chain steps of the progress grid's last row",
+    stats_batch_size="prior samples of the per-bit mutual information",
+)
 
 
 def parse_args(method, description, argv=None):
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, length_flag="niters", default_length=200000)
-    add_flags_from_defaults(parser, DEFAULTS)
+    add_flags_from_defaults(parser, DEFAULTS, FLAG_HELP, CHOICES)
     parser.add_argument("--encoder_width", type=int, default=None,
                         help="encoder trunk width (default: 600 on MNIST, 1000 on FMNIST for --arch conv as the "
                              "official code; --mlp_width for --arch mlp)")

@@ -38,6 +38,35 @@ MODEL_KEYS = ("data", "method", "pretr_method", "pretr_niter", "z_dim", "n_flows
 POSITIVE = ("niters", "z_dim", "n_flows", "n_householder", "p_var", "n_mc_px", "batch_size", "lr", "lr_d",
             "n_discr_upd", "eval_every", "eval_batch_size", "plot_every", "gen_batch_size", "pretr_lrratio_dec")
 NON_NEGATIVE = ("pretr_niter", "w_cm", "weight_decay", "n_gibbs", "gen_niter", "gen_stepsize")
+# One line of --help per flag of DEFAULTS (its default is appended).
+FLAG_HELP = dict(
+    data="2-D toy data set",
+    method="cygen (CyGen), elbo (VAE), dae (deterministic auto-encoder), bigan or gibbsnet",
+    pretr_method="pre-training before --method: none, or elbo (CyGen(PT))",
+    pretr_niter="iterations of pre-training (0 with --pretr_method none)",
+    pretr_lrratio_dec="after pre-training the decoder learns at --lr x this",
+    z_dim="latent dimensions",
+    n_flows="Householder-Sylvester flow steps of the encoder q(z|x)",
+    n_householder="Householder reflections per flow step",
+    p_var="variance of the Gaussian decoder p(x|z)",
+    cmtype="CyGen's compatibility norm: jacnorm_x (with J^-T), jacnorm_lite_x (paper eq. 23, no second solve)",
+    w_cm="weight of the compatibility term (0: the no-compatibility ablation)",
+    n_mc_px="Monte Carlo samples z ~ q(z|x) per point of the data-fit term and of the density plot",
+    compile_flow="torch.compile the flow's per-step functions (needs a C/C++ compiler)",
+    batch_size="points per training batch, drawn fresh each iteration",
+    lr="Adam learning rate of encoder and decoder",
+    weight_decay="Adam weight decay of encoder and decoder",
+    lr_d="Adam learning rate of the discriminator (bigan, gibbsnet)",
+    n_discr_upd="discriminator updates per iteration (bigan, gibbsnet)",
+    n_gibbs="GibbsNet's unclamped Gibbs steps from the prior",
+    eval_every="iterations between metrics rows",
+    eval_batch_size="fresh data points of each evaluation",
+    plot_every="iterations between figures (a multiple of --eval_every)",
+    gen_batch_size="points of each figure's samples",
+    gen_niter="Gibbs and SGLD steps of the figure's samples",
+    gen_stepsize="SGLD step size",
+    gen_init="start of the figure's chains: data points, or z ~ N(0, I) (prior)",
+)
 ADVERSARIAL = ("bigan", "gibbsnet")
 PRIOR_BASED = ("elbo", "bigan", "gibbsnet")
 
@@ -45,7 +74,7 @@ PRIOR_BASED = ("elbo", "bigan", "gibbsnet")
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, length_flag="niters", default_length=30000, bf16_refused_because=CYGEN_BF16_REFUSAL)
-    add_flags_from_defaults(parser, DEFAULTS)
+    add_flags_from_defaults(parser, DEFAULTS, FLAG_HELP, CHOICES)
     args = parser.parse_args(argv)
     check_choices(parser, args, CHOICES)
     if (args.pretr_method == "none") != (args.pretr_niter == 0):

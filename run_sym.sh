@@ -6,6 +6,8 @@
 #   bash run_sym.sh --quick      CPU scale: all MLPs of width 300, batch 128, lr 3e-4, 20k iterations,
 #                                mnist-ladder only (the key claim), two runs at a time with one thread each
 #   bash run_sym.sh --quick --all   the six settings at CPU scale
+#   SYM_SETTINGS="mnist-reverse fmnist-ladder" bash run_sym.sh --quick   only those settings (both methods each); the
+#                                summary keeps the other settings' rows
 # Extra arguments after the mode go to every training run; launch.py's flags (--jobs, --gpus, --seeds, --executor
 # slurm: python launch.py run --help) pass through. Runs land in runs/symvae[_quick]/<setting>-<method> and
 # use --resume: a finished run is a no-op, an interrupted one continues. The limiting-chain Fréchet study of every run
@@ -15,6 +17,10 @@ cd "$(dirname "$0")"
 source run_common.sh
 settings=(mnist-ladder mnist-reverse fmnist-ladder)
 if [ "${1:-}" = "--all" ]; then shift; elif [ "$mode" = quick ]; then settings=(mnist-ladder); fi
+if [ -n "${SYM_SETTINGS:-}" ]; then
+    read -ra settings <<< "$SYM_SETTINGS"
+    invocation="SYM_SETTINGS='$SYM_SETTINGS' $invocation"
+fi
 extra=("$@")
 
 if [ "$mode" = quick ]; then

@@ -26,14 +26,15 @@ from evaluation.cvae import negative_clls  # noqa: E402
 from models.cvae import CVAE, BaselineNet  # noqa: E402
 from bench.timing import (bench_device, bench_parser, median_seconds, profile_line, profile_rows,  # noqa: E402
                           profile_step, write_bench_summary)
-from objectives.cvae import QuadrantTask, negative_elbo  # noqa: E402
+from objectives.cvae import QUADRANT_SETTINGS, QuadrantTask, negative_elbo  # noqa: E402
 
 TRAIN_IMAGES, TEST_IMAGES, BATCH, MAX_EPOCHS = 50000, 10000, 128, 101
 
 
 def main(argv=None):
     parser = bench_parser(__doc__, threads=1, summary_example="results/cvae_speed.json")
-    parser.add_argument("--quadrants", type=int, default=1)
+    parser.add_argument("--quadrants", type=int, choices=QUADRANT_SETTINGS, default=1,
+                        help="quadrants given as input x, as main_cvae.py --quadrants (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=30, help="timed training steps")
     parser.add_argument("--eval_images", type=int, default=500, help="timed test images (S = 100)")
     parser.add_argument("--data_root", default="datasets", help="MNIST in torchvision's layout (default: %(default)s)")

@@ -42,9 +42,10 @@ def timed(function, device):
 def main(argv=None):
     parser = bench_parser(__doc__, threads=1, summary_example="results/fid_speed.json",
                           bf16_refused_because="FID is defined on float32 Inception features")
-    parser.add_argument("--dims", type=int, choices=FID_DIMS, default=2048)
-    parser.add_argument("--batch_size", type=int, default=50)
-    parser.add_argument("--n_images", type=int, default=100)
+    parser.add_argument("--dims", type=int, choices=FID_DIMS, default=2048,
+                        help="Inception feature size; 2048 are FID's pool features (default: %(default)s)")
+    parser.add_argument("--batch_size", type=int, default=50, help="images per Inception batch (default: %(default)s)")
+    parser.add_argument("--n_images", type=int, default=100, help="random images timed (default: %(default)s)")
     args = parser.parse_args(argv)
     device, _ = bench_device(args, cudnn_benchmark=True)
     images = torch.randint(0, 256, (args.n_images, 1, 28, 28), dtype=torch.uint8,

@@ -85,8 +85,9 @@ def network_passes(encoder, decoder, x):
 def main(argv=None):
     parser = bench_parser(__doc__, threads=2, summary_example="results/image_speed.json",
                           bf16_refused_because=CYGEN_BF16_REFUSAL)
-    parser.add_argument("--batch_size", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch_size", type=int, default=100, help="images per timed step (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed steps per case, interleaved; the median is reported (default: %(default)s)")
     parser.add_argument("--official_code", help="a checkout of github.com/changliu00/cygen: time its step too")
     parser.add_argument("--breakdown", action="store_true", help="also time the network passes inside the step")
     parser.add_argument("--compile_flow", action="store_true",

@@ -53,10 +53,10 @@ def write_speed_summary(args, device, seconds, profiles):
 
 def main(argv=None):
     parser = bench_parser(__doc__, threads=1, summary_example="results/lagvae_speed.json")
-    parser.add_argument("--batch_size", type=int, default=250)
-    parser.add_argument("--width", type=int, default=1024)
-    parser.add_argument("--z_dim", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--batch_size", type=int, default=250, help="images per timed step (default: %(default)s)")
+    parser.add_argument("--width", type=int, default=1024, help="hidden width, as main_lagvae.py --width (default: %(default)s)")
+    parser.add_argument("--z_dim", type=int, default=64, help="latent dimensions (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=30, help="timed steps; the median is reported (default: %(default)s)")
     args = parser.parse_args(argv)
     device, autocast = bench_device(args)
     torch.manual_seed(0)

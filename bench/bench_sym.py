@@ -95,11 +95,13 @@ def write_speed_summary(args, device, seconds, profiles):
 
 def main(argv=None):
     parser = bench_parser(__doc__, summary_example="results/symvae_speed.json")
-    parser.add_argument("--batch_size", type=int, default=1024)
-    parser.add_argument("--arch", choices=("conv", "mlp"), default="conv")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--skip_official_habits", action="store_true")
+    parser.add_argument("--batch_size", type=int, default=1024, help="images per timed iteration (default: %(default)s)")
+    parser.add_argument("--arch", choices=("conv", "mlp"), default="conv",
+                        help="networks, as main_sym.py --arch (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed iterations; the median is reported (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first (default: %(default)s)")
+    parser.add_argument("--skip_official_habits", action="store_true",
+                        help="time only ours, not the same iteration with the official code's habits")
     args = parser.parse_args(argv)
     if args.repeats <= 0 or args.warmup < 0 or args.threads <= 0:
         parser.error("--repeats and --threads must be positive and --warmup non-negative")

@@ -75,9 +75,10 @@ def write_speed_summary(args, device, seconds, profiles, compile_seconds=None):
 def main(argv=None):
     parser = bench_parser(__doc__, threads=1, summary_example="results/toy_speed.json",
                           bf16_refused_because=CYGEN_BF16_REFUSAL)
-    parser.add_argument("--batch_size", type=int, default=1000)
-    parser.add_argument("--n_mc_px", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--batch_size", type=int, default=1000, help="points per timed step (default: %(default)s)")
+    parser.add_argument("--n_mc_px", type=int, default=16,
+                        help="Monte Carlo samples per point, as main_toy.py --n_mc_px (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed steps; the median is reported (default: %(default)s)")
     parser.add_argument("--compile_flow", action="store_true",
                         help="also time the lite step with the flow's per-step functions compiled")
     add_compile_cache_arg(parser)

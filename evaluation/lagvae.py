@@ -420,7 +420,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     elbo = commands.add_parser("elbo", help="print the run's last training -ELBO")
-    elbo.add_argument("run_dir", type=Path)
+    elbo.add_argument("run_dir", type=Path, help="a main_lagvae.py run folder")
     args = parser.parse_args(argv)
     point = read_run(args.run_dir)
     if point is None:

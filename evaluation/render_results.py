@@ -347,7 +347,8 @@ def write_renderings(results_dir, output, readme):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=Path("results"), help="(default: %(default)s)")
+    parser.add_argument("--results", type=Path, default=Path("results"),
+                        help="folder of the summaries, notes and claims.json (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=Path("RESULTS.md"),
                         help="RESULTS.md to write; its appendix goes beside it (default: %(default)s)")
     parser.add_argument("--readme", type=Path, default=Path("README.md"),

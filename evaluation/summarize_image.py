@@ -17,7 +17,9 @@ from training import resolve_device
 PAPER_ACCURACY = {("mnist", "vae"): "94.5 ± 0.3", ("mnist", "dae"): "98.0 ± 0.1 (with bug B3)",
                   ("mnist", "cygen_pt"): "98.3 ± 0.1", ("svhn", "vae"): "30.8 ± 0.2",
                   ("svhn", "dae"): "74.5 ± 1.0 (with bug B3)", ("svhn", "cygen_pt"): "75.8 ± 0.5"}
-LABELS = {"vae": "VAE", "dae": "DAE", "cygen_pt": "CyGen(PT)"}
+LABELS = {"vae": "VAE", "dae": "DAE", "cygen_pt": "CyGen(PT)",
+          # run_image.sh --quick's study: the paper's warm-up decoder variance
+          "vae_pvar05": "VAE, warm-up variance 0.5", "cygen_pt_pvar05": "CyGen(PT), warm-up variance 0.5"}
 
 
 def accuracy_text(row):
@@ -40,8 +42,11 @@ def summary_rows(run_dir: Path, run_name):
     data, name = run_name.split("-", 1)
     method = LABELS.get(name, name)
     n_train = flags["n_train"] or "all"
+    # Runs made before --downstream_n_train existed trained the classifier on the encoder's images.
+    n_classifier = flags.get("downstream_n_train") or n_train
     scale = (f"{flags['warm_up']} warm-up + {flags['epochs']} epochs, {n_train} training images, batch "
-             f"{flags['batch_size']}, {flags['n_trials']} trials x {flags['downstream_epochs']} classifier epochs, "
+             f"{flags['batch_size']}, {flags['n_trials']} trials x {flags['downstream_epochs']} classifier epochs "
+             f"on {n_classifier} images, "
              f"{float(rows[-1]['elapsed_s']) / 60:.0f} min")
     last = evaluated[-1]
     result = [dict(method=method, dataset=data, metric="downstream accuracy (%)", ours=accuracy_text(last),

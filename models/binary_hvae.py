@@ -127,15 +127,16 @@ class ImageLikelihood(nn.Module):
 class LadderEncoder(nn.Module):
     """q(z0|x) = Bern(sigmoid(a0)), q(z1|z0,x) = Bern(sigmoid(f01(z0) + a1)), f01 the decoder's p(z1|z0) logits.
 
-    a1 = Linear(h); a0 = MLP(h) + Linear(a1) with h the trunk's features.
+    a1 = Linear(h); a0 = MLP(h) + Linear(a1) with h the trunk's features; the MLP keeps the trunk's width,
+    width-width-width-nz0, as the official code has it (600 on MNIST, 1000 on Fashion-MNIST).
     """
     order = "ladder"
 
-    def __init__(self, trunk, width, nz0, nz1, conditional_width):
+    def __init__(self, trunk, width, nz0, nz1):
         super().__init__()
         self.trunk = trunk
         self.z1_head = nn.Linear(width, nz1)
-        self.z0_mlp = tanh_mlp(width, conditional_width, 2, nz0)
+        self.z0_mlp = tanh_mlp(width, width, 2, nz0)
         self.z0_skip = nn.Linear(nz1, nz0, bias=False)
 
     def forward(self, x):
@@ -246,10 +247,10 @@ def build_model(dataset, encoder, arch, nz0, nz1, conditional_width=600, encoder
     else:
         width = encoder_width or mlp_width
         trunk, image_net = mlp_trunk(width), mlp_image_net(nz1, activation, mlp_width)
-    encoder_class = LadderEncoder if encoder == "ladder" else ReverseEncoder
+    posterior = (LadderEncoder(trunk, width, nz0, nz1) if encoder == "ladder"
+                 else ReverseEncoder(trunk, width, nz0, nz1, conditional_width))
     model = BinaryHVAE(p_z1_given_z0=SkipMLP(nz0, nz1, conditional_width, 2),
-                       p_x_given_z1=ImageLikelihood(image_net, LIKELIHOODS[dataset]),
-                       encoder=encoder_class(trunk, width, nz0, nz1, conditional_width), nz0=nz0)
+                       p_x_given_z1=ImageLikelihood(image_net, LIKELIHOODS[dataset]), encoder=posterior, nz0=nz0)
     # Channels-last conv weights make every feature map channels-last: oneDNN's fast path on CPU (a symmetric
     # iteration at batch 1024 ~1.35x faster, bench/bench_sym.py), cuDNN's NHWC kernels on GPU; the same math.
     return model.to(memory_format=torch.channels_last) if arch == "conv" else model

@@ -167,7 +167,7 @@ def test_cvae_trains_its_own_baseline_and_keeps_it_on_resume(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--model", "nn", "--baseline_run", "somewhere"], "it needs --model cvae"),
-    (["--quadrants", "4"], "--quadrants 4 is not one of 1, 2, 3"),
+    (["--quadrants", "4"], "argument --quadrants: invalid choice: 4 (choose from 1, 2, 3)"),
     (["--n_samples", "0"], "--n_samples 0 (must be > 0)"),
 ])
 def test_contradicting_flags_are_refused(args, message, tmp_path):

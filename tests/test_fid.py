@@ -103,6 +103,16 @@ def test_tensor_file_run_folder_and_png_folder_give_the_same_images(mnist, tmp_p
         fid.load_images(tmp_path / "not_samples.pt")
 
 
+def test_reference_split_all_draws_from_train_and_test_together(mnist):
+    """--split all: the 70k MNIST images of the symmetric-HVAE seed code's reference, drawn as one pool."""
+    pool = fid.dataset_images("mnist", "all", 70000)
+    assert len(pool) == 70000
+    assert sorted(pool.flatten(1).sum(1).tolist()) == sorted(
+        torch.cat([mnist.train_x, mnist.test_x]).flatten(1).sum(1).tolist())
+    with pytest.raises(ConfigError, match="holds 70000 images"):
+        fid.dataset_images("mnist", "all", 70001)
+
+
 def test_reference_statistics_are_computed_once(mnist, tmp_path):
     images = mnist.test_x[:4]
     path = fid.reference_statistics_path(tmp_path, "mnist", "test", 4, 64)
@@ -175,7 +185,9 @@ def test_compute_gen_fid_scores_tensor_file_and_png_folder_alike(mnist, tmp_path
                         "12", "--dims", "64", "--split", "test", "--batch_size", "6", "--device", "cpu",
                         "--cache_dir", str(tmp_path), "--summary", str(summary), "--method", "tensor", "png")
     rows = json.loads(summary.read_text())["rows"]
-    assert [row["method"] for row in rows] == ["tensor", "png"]
+    assert [(row["method"], row["metric"][:3]) for row in rows] == [("tensor", "FID"), ("png", "FID"),
+                                                                    ("tensor", "KID"), ("png", "KID")]
     assert rows[0]["ours"] == rows[1]["ours"] > 0 and rows[0]["scale"] == "12 samples"
+    assert rows[2]["ours"] == rows[3]["ours"]  # KID of the same features (tests/test_kid.py tests its values)
     assert "mnist test (12 images)" in rows[0]["metric"] and "singular" in result.stdout
     assert fid.reference_statistics_path(tmp_path, "mnist", "test", 12, 64).is_file()

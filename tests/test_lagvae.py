@@ -232,7 +232,7 @@ def check_sweep_summary(root):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--method", "betavae"], "--method 'betavae' is not one of"),
+    (["--method", "betavae"], "argument --method: invalid choice: 'betavae'"),
     (["--method", "infovae", "--e1", "-1"], "must be >= 0"),
     (["--n_eval", "20000"], "exceeds the 10000 MNIST test images"),
     (["--n_train", "100"], "holds less than one batch"),

@@ -63,10 +63,20 @@ def flag_type(default):
     return str if default is None else type(default)
 
 
-def add_flags_from_defaults(parser, defaults):
-    """One --flag per entry of a script's defaults dict, typed by its default, so --help lists every knob."""
+def add_flags_from_defaults(parser, defaults, helps=None, choices=None):
+    """One --flag per entry of a script's defaults dict, typed by its default, so --help lists every knob.
+
+    helps: a one-line help per flag, required for every flag when given (its default is appended); choices: the
+    fixed sets of values some flags take (argparse's choices=, so --help shows them)."""
+    helps, choices = helps or {}, choices or {}
+    missing = [name for name in defaults if helps and name not in helps]
+    unknown = sorted((set(helps) | set(choices)) - set(defaults))
+    if missing or unknown:
+        raise ValueError(f"flag help or choices without a flag: {unknown}; flags without help: {missing}")
     for name, default in defaults.items():
-        parser.add_argument(f"--{name}", type=flag_type(default), default=default, help="(default: %(default)s)")
+        text = f"{helps[name]} (default: %(default)s)" if name in helps else "(default: %(default)s)"
+        parser.add_argument(f"--{name}", type=flag_type(default), default=default, help=text,
+                            choices=tuple(choices[name]) if name in choices else None)
 
 
 def check_choices(parser, args, choices):

@@ -38,6 +38,7 @@ def precision_type(bf16_refused_because=None):
 def add_precision_arg(parser, bf16_refused_because=None):
     offered = "fp32 or tf32" if bf16_refused_because else "fp32, tf32 or bf16"
     parser.add_argument("--precision", type=precision_type(bf16_refused_because), default="fp32",
+                        choices=PRECISIONS[:2] if bf16_refused_because else PRECISIONS,
                         help=f"{offered}: fp32 is IEEE float32 (cuDNN's TF32 default switched off), tf32 lets "
                              "CUDA matmuls and convolutions use TF32, bf16 computes the loss under bfloat16 "
                              "autocast (default: %(default)s)")
