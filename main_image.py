@@ -89,6 +89,8 @@ FLAG_HELP = dict(
     w_cm="weight of the compatibility term (0: the no-compatibility ablation)",
     n_mc_px="Monte Carlo samples z ~ q(z|x) per image of the data-fit term (CyGen's harmonic mean, the ELBO)",
     compat_rows="compatibility on the first N rows of each batch only (0: all rows; CPU scale)",
+    compile_flow="the CyGen loss as one torch.compile graph: same math, ~7x fewer kernels per step; the first step "
+                 "compiles for minutes (needs a C/C++ compiler)",
     eval_every="epochs between downstream evaluations (0: after the warm-up and at the end only)",
     valid_size="test images of the per-epoch validation reconstruction and compatibility (they select nothing)",
     n_trials="downstream classifiers trained per evaluation (mean and std over them)",
