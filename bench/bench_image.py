@@ -1,7 +1,8 @@
 """Time one training step of main_image.py (forward, backward, Adamax) at the MNIST configuration.
 
     python bench/bench_image.py [--device auto|cpu|cuda|cuda:N] [--precision fp32|tf32] [--threads 2]
-                                [--batch_size 100] [--repeats 5] [--official_code PATH] [--breakdown] [--summary results/image_speed.json]
+                                [--batch_size 100] [--repeats 5] [--official_code PATH] [--breakdown] [--compile_flow]
+                                [--summary results/image_speed.json]
 
 The CyGen step (d_z = 64, 4 flows x 8 reflections, jacnorm_x, M = 1) is reported beside the ELBO warm-up step of the
 same networks measured in the same run, as ms per image and images/s, with the kernels, host syncs and peak memory of
@@ -14,6 +15,9 @@ code (github.com/changliu00/cygen) as --official_code: its step is then timed in
 the same configuration, and the speed-up is computed against that. --breakdown also times, in the same rounds, the
 network passes inside the CyGen step (the encoder body and heads with their x-tangent, the decoder's p-term with its
 double backward, the decoder's fit term, each forward and backward): what is left of the step is the flow algebra.
+--compile_flow also times, in the same rounds, the CyGen step of main_image.py --compile_flow true (the whole loss as
+one torch.compile graph, models/compiled_steps.py) with its kernels and host syncs counted inside the compiled graphs
+(bench/counting.py), and the seconds its first step took to compile, from an empty compile cache.
 """
 import os
 import sys
@@ -25,8 +29,10 @@ import compat  # noqa: E402,F401
 
 import torch  # noqa: E402
 
-from bench.timing import (bench_device, bench_parser, interleaved_median_seconds, profile_line,  # noqa: E402
-                          profile_rows, profile_step, training_step, write_bench_summary)
+from bench.timing import (bench_device, bench_parser, first_call_seconds, interleaved_median_seconds,  # noqa: E402
+                          profile_line, profile_rows, profile_step, training_step, compile_cache, add_compile_cache_arg,
+                          write_bench_summary)
+from models import compiled_steps  # noqa: E402
 from models.image import image_decoder, image_encoder  # noqa: E402
 from objectives.cygen import cygen_loss, decoder_mixed_score  # noqa: E402
 from objectives.vae import elbo_loss  # noqa: E402
@@ -35,6 +41,7 @@ from training.precision import CYGEN_BF16_REFUSAL  # noqa: E402
 OFFICIAL_MS_PER_IMAGE = 1900 / 32
 OFFICIAL_BATCH_SIZE = 32
 BASELINE, CYGEN, OFFICIAL = "elbo warm-up step (baseline)", "cygen jacnorm_x", "official code, cygen jacnorm_x"
+COMPILED = "cygen jacnorm_x, --compile_flow true"
 BODY, P_TERM, FIT = ("cygen part: encoder body + heads with x-tangent", "cygen part: decoder p-term, double backward",
                      "cygen part: decoder fit term")
 TABLE7_IMAGES, TABLE7_WARM_UP_EPOCHS, TABLE7_CYGEN_EPOCHS = 50000, 100, 10  # MNIST, run_image.sh's full protocol
@@ -83,7 +90,12 @@ def main(argv=None):
                         help="timed steps per case, interleaved; the median is reported (default: %(default)s)")
     parser.add_argument("--official_code", help="a checkout of github.com/changliu00/cygen: time its step too")
     parser.add_argument("--breakdown", action="store_true", help="also time the network passes inside the step")
+    parser.add_argument("--compile_flow", action="store_true",
+                        help="also time the CyGen step of main_image.py --compile_flow true (compiled, cold cache)")
+    add_compile_cache_arg(parser)
     args = parser.parse_args(argv)
+    if args.compile_flow and not compiled_steps.compiler_available():
+        parser.error("--compile_flow needs a C/C++ compiler for torch.compile: install g++ or leave the flag off")
     if args.official_code and not os.path.isfile(os.path.join(args.official_code, "methods", "cygen.py")):
         parser.error(f"--official_code {args.official_code}: no methods/cygen.py there; pass the root of a checkout "
                      "of github.com/changliu00/cygen")
@@ -94,6 +106,9 @@ def main(argv=None):
     ours = list(encoder.parameters()) + list(decoder.parameters())
     cases = {BASELINE: (lambda: elbo_loss(encoder, decoder, x)[0], ours, args.batch_size),
              CYGEN: (lambda: cygen_loss(encoder, decoder, x, 1, "jacnorm_x", 1e-3)[0], ours, args.batch_size)}
+    if args.compile_flow:
+        cases[COMPILED] = (lambda: cygen_loss(encoder, decoder, x, 1, "jacnorm_x", 1e-3, compiled=True)[0], ours,
+                           args.batch_size)
     if args.official_code:
         cases[OFFICIAL] = (*official_cygen_loss(args.official_code, device, OFFICIAL_BATCH_SIZE), OFFICIAL_BATCH_SIZE)
     print(f"device {device}, threads {args.threads}, batch {args.batch_size}, d_z 64, 4 flows x 8 reflections")
@@ -101,6 +116,11 @@ def main(argv=None):
                   for name, (_, parameters, _) in cases.items()}
     training_steps = {name: training_step(loss, optimizers[name]) for name, (loss, _, _) in cases.items()}
     steps = dict(training_steps)
+    compile_seconds = None
+    if args.compile_flow:
+        cache = compile_cache(args)
+        compile_seconds = first_call_seconds(training_steps[COMPILED], device)
+        print(f"{COMPILED}: first step (compile, {cache}) took {compile_seconds:.1f} s")
     if args.breakdown:
         steps.update(network_passes(encoder, decoder, x))
     seconds = interleaved_median_seconds(steps, device, args.repeats)
@@ -128,6 +148,14 @@ def main(argv=None):
     rows.append(dict(method=CYGEN, dataset="mnist",
                      metric=f"estimated hours of Table 7's training steps ({TABLE7_WARM_UP_EPOCHS} ELBO + "
                             f"{TABLE7_CYGEN_EPOCHS} CyGen epochs)", ours=round(hours, 3), paper=None, scale=scale))
+    if args.compile_flow:
+        speed_up = ms_per_image[CYGEN] / ms_per_image[COMPILED]
+        print(f"{COMPILED}: {speed_up:.2f}x the speed of the eager CyGen step, compiled in {compile_seconds:.0f} s")
+        rows += [dict(method=COMPILED, dataset="mnist", metric="speed-up over the eager CyGen step, same run",
+                      ours=round(speed_up, 2), paper=None, scale=scale),
+                 dict(method=COMPILED, dataset="mnist", metric=f"compile s (first step, {cache})",
+                      ours=round(compile_seconds, 1), paper=None,
+                      scale=f"batch {args.batch_size}, {args.threads} threads")]
     ratio = ms_per_image[CYGEN] / ms_per_image[BASELINE]
     print(f"cygen step: {ratio:.2f}x the ELBO step per image")
     rows.append(dict(method=CYGEN, dataset="mnist", metric="x the ELBO step", ours=round(ratio, 2), paper=None,
@@ -147,6 +175,12 @@ def main(argv=None):
         print(f"vs the official code timed in this run: {speed_up:.2f}x faster per image")
         rows.append(dict(method=CYGEN, dataset="mnist", metric="speed-up per image over the official code, same run",
                          ours=round(speed_up, 2), paper="5x (target)" if device.type == "cpu" else None, scale=scale))
+        if COMPILED in ms_per_image:
+            speed_up = ms_per_image[OFFICIAL] / ms_per_image[COMPILED]
+            print(f"{COMPILED} vs the official code timed in this run: {speed_up:.2f}x faster per image")
+            rows.append(dict(method=COMPILED, dataset="mnist",
+                             metric="speed-up per image over the official code, same run", ours=round(speed_up, 2),
+                             paper="5x (target)" if device.type == "cpu" else None, scale=scale))
     elif device.type == "cpu":
         speed_up = OFFICIAL_MS_PER_IMAGE / ms_per_image[CYGEN]
         print(f"vs the official code's ~{OFFICIAL_MS_PER_IMAGE:.0f} ms per image (spec): {speed_up:.2f}x")

@@ -8,7 +8,9 @@ the same networks measured in the same run, so the ratio survives a noisy, share
 its kernels, host syncs and peak memory (bench/counting.py), points per second and the minutes of the paper's
 30,000-iteration run. The official code's step, measured on this project's 2-core CPU with one thread and no other
 load, took ~0.47 s (spec). With --compile_flow the lite step is timed once more with main_toy.py's --compile_flow
-true (the flow's per-step functions through torch.compile).
+true (the flow's per-step functions through torch.compile), its kernels counted inside the compiled graphs
+(bench/counting.py), and the seconds its first step took to compile, from an empty compile cache. All cases are timed
+in the same interleaved rounds.
 """
 import os
 import sys
@@ -17,8 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from bench.timing import (bench_device, bench_parser, median_seconds, profile_line, profile_rows,  # noqa: E402
-                          profile_step, training_step, write_bench_summary)
+from bench.timing import (bench_device, bench_parser, first_call_seconds, interleaved_median_seconds,  # noqa: E402
+                          profile_line, profile_rows, profile_step, training_step, compile_cache, add_compile_cache_arg,
+                          write_bench_summary)
 
 from models import compiled_steps  # noqa: E402
 from models.toy import toy_decoder, toy_encoder  # noqa: E402
@@ -34,11 +37,12 @@ LABELS = {BASELINE: "ELBO (baseline, same networks)", "cygen fit only (w_cm=0)":
           COMPILED: "CyGen, jacnorm_lite_x, --compile_flow true"}
 
 
-def write_speed_summary(args, device, seconds, profiles):
+def write_speed_summary(args, device, seconds, profiles, compile_seconds=None):
     """Milliseconds per step and the ratio to the ELBO step; in the setting where the spec timed the official code
-    (this project's CPU, one thread, batch 1000, M=16) also the speed-up over it."""
+    (this project's CPU, one thread, batch 1000, M=16) also the speed-up over it. compile_seconds: the seconds of
+    the compiled case's first step and the compile cache it used."""
     as_official = device.type == "cpu" and args.threads == 1 and args.batch_size == 1000 and args.n_mc_px == 16
-    scale = f"batch {args.batch_size}, F=32, M={args.n_mc_px}, median of {args.repeats} steps"
+    scale = f"batch {args.batch_size}, F=32, M={args.n_mc_px}, median of {args.repeats} interleaved steps"
     rows = []
     for name, s in seconds.items():
         method = LABELS[name]
@@ -56,6 +60,10 @@ def write_speed_summary(args, device, seconds, profiles):
         if name != BASELINE:
             rows.append(dict(method=method, dataset="toy", metric="x the ELBO step", ours=s / seconds[BASELINE],
                              paper=None, scale=scale))
+    if compile_seconds is not None:
+        first_step, cache = compile_seconds
+        rows.append(dict(method=LABELS[COMPILED], dataset="toy", metric=f"compile s (first step, {cache})",
+                         ours=round(first_step, 1), paper=None, scale=f"batch {args.batch_size}, F=32"))
     for name in (LITE, COMPILED):
         if as_official and name in seconds:
             rows.append(dict(method=LABELS[name], dataset="toy", metric="speed-up over the official code",
@@ -73,6 +81,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=20, help="timed steps; the median is reported (default: %(default)s)")
     parser.add_argument("--compile_flow", action="store_true",
                         help="also time the lite step with the flow's per-step functions compiled")
+    add_compile_cache_arg(parser)
     args = parser.parse_args(argv)
     device, _ = bench_device(args)  # fp32 or tf32: no autocast
     torch.manual_seed(0)
@@ -87,17 +96,17 @@ def main(argv=None):
         "cygen jacnorm_x": lambda: cygen_loss(encoder, decoder, x, args.n_mc_px, "jacnorm_x", 1e-5)[0],
     }
     print(f"device {device}, threads {args.threads}, batch {args.batch_size}, F=32 flows, M={args.n_mc_px}")
-    seconds, profiles = {}, {}
-    for name, loss in cases.items():
-        optimizer = torch.optim.Adam(parameters, lr=1e-3, foreach=True)
-        step = training_step(loss, optimizer)
-        seconds[name] = median_seconds(step, device, args.repeats)
-        profiles[name] = profile_step(step, device, [optimizer])
-    if args.compile_flow:  # timed only: its kernels are compile-flow's to count
-        compiled_steps.enable()  # median_seconds' warm-up steps absorb the compile
-        seconds[COMPILED] = median_seconds(training_step(cases[LITE], torch.optim.Adam(parameters, lr=1e-3,
-                                                                                       foreach=True)),
-                                           device, args.repeats)
+    optimizers = {name: torch.optim.Adam(parameters, lr=1e-3, foreach=True) for name in cases}
+    steps = {name: eager_step(training_step(loss, optimizers[name])) for name, loss in cases.items()}
+    compile_seconds = None
+    if args.compile_flow:
+        optimizers[COMPILED] = torch.optim.Adam(parameters, lr=1e-3, foreach=True)
+        steps[COMPILED] = compiled_step(training_step(cases[LITE], optimizers[COMPILED]))
+        cache = compile_cache(args)
+        compile_seconds = first_call_seconds(steps[COMPILED], device), cache
+        print(f"{COMPILED}: first step (compile, {cache}) took {compile_seconds[0]:.1f} s")
+    seconds = interleaved_median_seconds(steps, device, args.repeats)
+    profiles = {name: profile_step(step, device, [optimizers[name]]) for name, step in steps.items()}
     baseline = seconds[BASELINE]
     for name, s in seconds.items():
         print(f"{name:26s} {s * 1e3:8.1f} ms/step  {1 / s:7.1f} steps/s  {s / baseline:5.2f}x the ELBO step  "
@@ -109,7 +118,21 @@ def main(argv=None):
             print(f"{name}: vs the official code's {OFFICIAL_SECONDS_PER_STEP} s/step (1 thread, spec): "
                   f"{OFFICIAL_SECONDS_PER_STEP / seconds[name]:.1f}x faster")
     if args.summary:
-        write_speed_summary(args, device, seconds, profiles)
+        write_speed_summary(args, device, seconds, profiles, compile_seconds)
+
+
+def eager_step(step):
+    def run():
+        with compiled_steps.enabled(False):
+            step()
+    return run
+
+
+def compiled_step(step):
+    def run():
+        with compiled_steps.enabled(True):
+            step()
+    return run
 
 
 if __name__ == "__main__":

@@ -279,8 +279,9 @@ def bench_cases(check):
         variants += [("bench_image", "tf32"), ("bench_cvae", "bf16")]
     cases += [(f"{name} --precision {precision}", name, [*tiny[name], "--precision", precision])
               for name, precision in variants]
-    if not check.dry_run:
-        cases.append(("bench_toy --compile_flow", "bench_toy", ["--compile_flow"]))
+    if not check.dry_run:  # compiling takes minutes even at tiny sizes: GPU runs only, the image loss first
+        cases += [("bench_image --compile_flow", "bench_image", ["--compile_flow"]),
+                  ("bench_toy --compile_flow", "bench_toy", ["--compile_flow"])]
     return [(label, module, [*argv, *device]) for label, module, argv in cases]
 
 

@@ -7,6 +7,7 @@ import contextlib
 import os
 import shlex
 import sys
+import tempfile
 import time
 
 import torch
@@ -79,6 +80,40 @@ def write_bench_summary(path, device, experiment, rows, note=""):
                   kind="quick" if torch.device(device).type == "cpu" else "full",
                   hardware=hardware_description(device), notes=f"{load} {note}".strip())
     print(f"wrote {path}")
+
+
+def add_compile_cache_arg(parser):
+    parser.add_argument("--warm_compile_cache", action="store_true",
+                        help="time the compile against inductor's usual on-disk cache (a rerun's compile), not an "
+                             "empty one")
+
+
+def compile_cache(args):
+    """The cache the compiles of this run use (args from add_compile_cache_arg), and its name for the rows."""
+    if args.warm_compile_cache:
+        return "warm cache"
+    use_cold_compile_cache()
+    return "empty cache"
+
+
+def use_cold_compile_cache():
+    """Point torch.compile's on-disk caches (inductor's FX-graph, AOTAutograd and kernel caches, Triton's) at a new
+    empty directory, so that the compiles timed in this process are first compiles, not cache hits of an earlier
+    run. Returns the directory."""
+    path = tempfile.mkdtemp(prefix="inductor_cold_cache_")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+    os.environ["TRITON_CACHE_DIR"] = os.path.join(path, "triton")
+    return path
+
+
+def first_call_seconds(function, device):
+    """Seconds of the first function() call: with torch.compile inside, the compile (forward and backward) plus one
+    step."""
+    synchronize(device)
+    start = time.perf_counter()
+    function()
+    synchronize(device)
+    return time.perf_counter() - start
 
 
 def synchronize(device):

@@ -235,17 +235,84 @@ def harmonic_mean_log_px(log_p_x_given_z):
     return -torch.logsumexp(-log_p_x_given_z, dim=0) + math.log(n_samples)
 
 
-def cygen_loss(encoder, decoder, x, n_mc, variant, w_cm):
-    """Returns (loss, fit, compatibility). One body pass of the encoder serves both terms."""
-    x = x.detach()
+def cygen_noise(encoder, x, n_mc, w_cm):
+    """The random draws of one cygen_loss call, in its order: (e_fit [n_mc, B, D], e [B, D], eta like x), the last
+    two None when w_cm = 0."""
     e_fit = encoder.sample_base(n_mc, x.shape[0], x.device)
+    if w_cm == 0:
+        return e_fit, None, None
+    return e_fit, encoder.sample_base(1, x.shape[0], x.device)[0], torch.randn_like(x)
+
+
+def cygen_loss(encoder, decoder, x, n_mc, variant, w_cm, compiled=False):
+    """Returns (loss, fit, compatibility). One body pass of the encoder serves both terms. `compiled`: the same
+    loss through torch.func transforms as one torch.compile graph (models.compiled_steps.compiled_cygen_loss, the
+    --compile_flow path of main_image.py), from the same random draws."""
+    x = x.detach()
+    e_fit, e, eta = cygen_noise(encoder, x, n_mc, w_cm)
+    if compiled:
+        from models.compiled_steps import compiled_cygen_loss
+        return compiled_cygen_loss(encoder, decoder, variant, w_cm)(x, e_fit, e, eta)
     if w_cm == 0:  # the no-compatibility ablation: skip the third-order graph entirely
         params, compatibility = encoder.flow_params(x), torch.zeros((), device=x.device)
     else:
-        e = encoder.sample_base(1, x.shape[0], x.device)[0]
-        eta = torch.randn_like(x)
         params, tangent = directional_flow_params(encoder, x, eta)
         compatibility = compatibility_terms(encoder, decoder, x, variant, e=e, eta=eta,
                                             directional=(params, tangent)).mean()
+    fit = -harmonic_mean_log_px(decoder.log_prob(x, encoder.transform(params, e_fit).z)).mean()
+    return fit + w_cm * compatibility, fit, compatibility
+
+
+# ---- the same loss through torch.func, traceable as one torch.compile graph ---------------------------------------
+# torch.compile cannot trace torch.autograd.grad(create_graph=True): the nested derivatives are written with
+# torch.func transforms instead (grad for reverse mode at one level, jvp for the t-derivative), which dynamo traces
+# into one graph whose backward AOTAutograd derives. Same quantities as the autograd path above, term by term.
+
+def decoder_mixed_score_func(decoder, x, z, eta):
+    """decoder_mixed_score by torch.func: g_p = grad_z[eta^T grad_x log p(x|z)], differentiable."""
+    def directional_x_score(z):
+        grad_x = torch.func.grad(lambda x_free: decoder.log_prob(x_free, z).sum())(x)
+        return (grad_x * eta).sum()
+    return torch.func.grad(directional_x_score)(z)
+
+
+def mixed_score_by_func(encoder, params: FlowParams, tangent: FlowParams, e):
+    """mixed_score_by_autograd by torch.func: (z, grad_e[eta^T grad_x log q], J). The t-derivative of
+    (log q~, z) along the parameters' tangent is a jvp; grad_z log q = J^{-T} grad_e log q~ depends on e and is
+    differentiated with it, as the autograd path's cotangent is."""
+    names = [field.name for field in fields(params)]
+    primal, tangent = tuple(getattr(params, n) for n in names), tuple(getattr(tangent, n) for n in names)
+
+    def flow(e, flow_params):
+        sample = encoder.transform(FlowParams(*flow_params), e.unsqueeze(0))
+        return sample.log_q[0], sample.z[0], sample.tanh_grad[0]
+
+    def log_q_sum(e):
+        log_q, z, tanh_grad = flow(e, primal)
+        return log_q.sum(), (z, tanh_grad)
+
+    def directional_score(e):
+        grad_e, (z, tanh_grad) = torch.func.grad(log_q_sum, has_aux=True)(e)
+        jacobian = encoder.jacobian(params, tanh_grad)
+        grad_z_log_q = solve(jacobian.transpose(-1, -2), grad_e)
+        _, (log_q_t, z_t) = torch.func.jvp(lambda p: flow(e, p)[:2], (primal,), (tangent,))
+        return (log_q_t - (z_t * grad_z_log_q).sum(-1)).sum(), (z, jacobian)
+
+    q_term, (z, jacobian) = torch.func.grad(directional_score, has_aux=True)(e)
+    return z, q_term, jacobian
+
+
+def cygen_loss_func(encoder, decoder, variant, w_cm, x, e_fit, e, eta):
+    """cygen_loss's value at given draws (cygen_noise), every derivative by torch.func: the function that
+    models.compiled_steps compiles. The probe's flow derivatives by nested reverse mode at every latent size."""
+    if w_cm == 0:
+        params, compatibility = encoder.flow_params(x), torch.zeros((), device=x.device)
+    else:
+        heads, heads_tangent = encoder.head_outputs_with_tangent(x, eta)
+        params, tangent = assemble_with_tangent(encoder, heads, heads_tangent)
+        params, tangent = FlowParams(*params), FlowParams(*tangent)
+        z, q_term, jacobian = mixed_score_by_func(encoder, params, tangent, e)
+        p_term = decoder_mixed_score_func(decoder, x, z, eta)
+        compatibility = compatibility_from_probe(p_term, q_term, jacobian, variant).mean()
     fit = -harmonic_mean_log_px(decoder.log_prob(x, encoder.transform(params, e_fit).z)).mean()
     return fit + w_cm * compatibility, fit, compatibility

@@ -3,6 +3,7 @@
 This module holds the toy script's cases and the checks shared by all scripts; each method's own test module runs
 its script the same way through tests/scripts.py.
 """
+import importlib
 import signal
 import subprocess
 import sys
@@ -59,12 +60,26 @@ def test_smoke_compiled_flow(tmp_path):
                                "--compile_flow", "true"], tmp_path)
 
 
-def test_compile_flow_without_a_compiler_is_refused(monkeypatch, capsys):
-    import main_toy
+@pytest.mark.parametrize("script", ["main_toy", "main_image"])
+def test_compile_flow_without_a_compiler_is_refused(script, monkeypatch, capsys):
+    module = importlib.import_module(script)
     monkeypatch.setattr(compiled_steps, "compiler_available", lambda: False)
     with pytest.raises(SystemExit):
-        main_toy.parse_args(["--compile_flow", "true"])
+        module.parse_args(["--compile_flow", "true"])
     assert "--compile_flow true needs a C/C++ compiler" in capsys.readouterr().err
+
+
+def test_image_compile_flow_reaches_the_cygen_loss(monkeypatch):
+    """main_image.py --compile_flow true asks cygen_loss for the compiled graph, for both parts of --compat_rows."""
+    import main_image
+    calls = []
+    monkeypatch.setattr(main_image, "cygen_loss",
+                        lambda *args, compiled: calls.append(compiled) or (torch.zeros(()),) * 3)
+    x = torch.zeros(4, 1, 28, 28)
+    for flag, rows in (("false", "0"), ("true", "0"), ("true", "2")):
+        main_image.cygen_batch_loss(None, None, x, main_image.parse_args(["--compile_flow", flag, "--batch_size", "4",
+                                                                          "--compat_rows", rows]))
+    assert calls == [False, True, True, True]
 
 
 def test_help_lists_every_flag():
