@@ -115,8 +115,10 @@ def test_changing_a_number_changes_the_verdict(committed, claim_id, change, befo
 def test_a_missing_row_is_not_run_and_a_new_summary_is_picked_up(committed):
     """The settings other helpers add appear by their rows, wherever they are written: a claim is 'not run' until
     a summary of its family holds the row."""
-    assert verdict_of(committed, "symvae-mnist-reverse") == NOT_RUN
     quick = json.loads((committed / "symvae_quick.json").read_text())
+    quick["rows"] = [row for row in quick["rows"] if row["dataset"] != "mnist (reverse)"]
+    (committed / "symvae_quick.json").write_text(json.dumps(quick))
+    assert verdict_of(committed, "symvae-mnist-reverse") == NOT_RUN
     metric = "Fréchet on PCA-64 pixel features vs test set, limiting chain 1000 steps"
     quick["rows"] = [{"method": method, "dataset": "mnist (reverse)", "metric": metric, "ours": value, "paper": None,
                       "scale": "test"} for method, value in (("ELBO", 30.0), ("Symmetric", 10.0))]
