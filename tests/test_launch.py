@@ -15,7 +15,8 @@ from tests.scripts import REPO, read_metrics, run_script
 from tests.test_examples import RESUME_ARGS
 
 # A stand-in for a training script: it records when it starts (with the GPUs it sees) and ends, writes half.txt
-# half-way, checks the file --needs names, and fails with --fail.
+# half-way, checks the file --needs names, fails with --fail, and with --until_started R waits after half.txt (at
+# most 60 s) until run R has started: the order of events then does not hang on the machine's load.
 FAKE_SCRIPT = """
 import argparse, os, pathlib, sys, time
 parser = argparse.ArgumentParser()
@@ -25,6 +26,7 @@ parser.add_argument("--resume", action="store_true")
 parser.add_argument("--sleep", type=float, default=0.3)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--fail", action="store_true")
+parser.add_argument("--until_started")
 args = parser.parse_args()
 run = pathlib.Path(args.run_dir)
 def event(what):
@@ -36,6 +38,9 @@ if args.needs and not pathlib.Path(args.needs).exists():
 time.sleep(args.sleep)
 (run / "half.txt").write_text("")
 time.sleep(args.sleep)
+deadline = time.time() + 60
+while args.until_started and f" start {args.until_started} " not in open(args.events).read() and time.time() < deadline:
+    time.sleep(0.05)
 event("end")
 sys.exit(3 if args.fail else 0)
 """
@@ -61,7 +66,8 @@ def launch_table(lines, root, *flags):
 def test_runs_start_after_the_runs_they_wait_for(fake, tmp_path, executor, capsys):
     script, events, read_events = fake
     root = tmp_path / "runs"
-    table = [f"a {script} --sleep 1", f"b {script} --needs {{a}}/half.txt", f"c {script} --needs {{a}}"]
+    wait_for_b = "--until_started b" if executor == "local" else ""  # debug runs b only after a
+    table = [f"a {script} --sleep 1 {wait_for_b}", f"b {script} --needs {{a}}/half.txt", f"c {script} --needs {{a}}"]
     assert launch_table(table, root, "--executor", executor, "--jobs", 3, "--events", events) == 0
     when = {(what, run): time_ for time_, what, run, _ in read_events()}
     assert when["start", "b"] >= (root / "a" / "half.txt").stat().st_mtime  # b waits for a's file only
