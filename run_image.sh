@@ -9,7 +9,7 @@
 #                                every 50 images, DAE 7 epochs at lr 3e-4; 5 downstream trials of 50 classifier epochs
 #                                on all 60,000 training images, as the paper's classifier; two runs at a time.
 #                                Also the MNIST VAE / CyGen(PT) pair at the paper's warm-up decoder variance 0.5
-#                                (the Table 7 study of RESULTS.md). ~1.5 h on 2 cores.
+#                                (the Table 7 study of RESULTS.md).
 # Extra arguments after the mode go to every run (e.g. --device cuda); launch.py's flags (--jobs, --gpus, --seeds,
 # --executor slurm: python launch.py run --help) pass through. Runs land in runs/image[_quick]/<data>-<name> with
 # --resume; the summary goes to results/image_<mode>.json (python -m evaluation.summarize image).
