@@ -21,7 +21,7 @@ from evaluation.cvae import completion_figure, negative_clls
 from models.cvae import CVAE, BaselineNet
 from objectives.cvae import QUADRANT_SETTINGS, QuadrantTask, baseline_negative_cll, negative_elbo
 from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, apply_precision,
-                      check_choices, check_ranges, load_checkpoint, progress, resolve_device, run_main,
+                      check_ranges, load_checkpoint, progress, resolve_device, run_main,
                       seed_everything, write_json_atomic)
 
 DEFAULTS = dict(
@@ -66,7 +66,6 @@ def parse_args(argv=None):
     add_common_args(parser, length_flag="epochs", default_length=101)
     add_flags_from_defaults(parser, DEFAULTS, FLAG_HELP, CHOICES)
     args = parser.parse_args(argv)
-    check_choices(parser, args, CHOICES)
     check_ranges(parser, args, positive=POSITIVE, non_negative=("n_valid", "n_train", "n_test", "n_figure_digits"))
     if args.baseline_run and args.model != "cvae":
         parser.error("--baseline_run is the frozen baseline of a CVAE; it needs --model cvae")

@@ -31,7 +31,7 @@ from objectives.cygen import COMPATIBILITY_VARIANTS, compatibility_terms, cygen_
 from objectives.vae import dae_loss, elbo_loss
 from sampling.chains import gibbs_chain, x_langevin
 from training import (ConfigError, RunFolder, add_common_args, add_flags_from_defaults, apply_precision,
-                      check_choices, check_ranges, load_checkpoint, progress, resolve_device, run_main,
+                      check_ranges, load_checkpoint, progress, resolve_device, run_main,
                       seed_everything, separate_rng_stream)
 from training.precision import CYGEN_BF16_REFUSAL
 from training.runs import check_same_model_flags
@@ -114,7 +114,6 @@ def parse_args(argv=None):
     add_common_args(parser, length_flag="epochs", default_length=10, bf16_refused_because=CYGEN_BF16_REFUSAL)
     add_flags_from_defaults(parser, DEFAULTS, FLAG_HELP, CHOICES)
     args = parser.parse_args(argv)
-    check_choices(parser, args, CHOICES)
     check_ranges(parser, args, positive=POSITIVE, non_negative=NON_NEGATIVE)
     if args.warm_up + args.epochs == 0:
         parser.error("--warm_up and --epochs must add up to at least one epoch")

@@ -21,7 +21,7 @@ from evaluation.symvae import (METHOD_NAMES, MODEL_FLAGS, mean_squared_weight, m
                                separate_rng_stream)
 from models.binary_hvae import ARCHITECTURES, ENCODER_ORDERS, LIKELIHOODS, build_model
 from objectives.symvae import clean_images, decoder_step_loss, encoder_step_loss, training_noise
-from training import (RunFolder, add_common_args, add_flags_from_defaults, apply_precision, check_choices,
+from training import (RunFolder, add_common_args, add_flags_from_defaults, apply_precision,
                       check_ranges, progress, resolve_device, run_main, seed_everything, write_json_atomic)
 
 DEFAULTS = dict(  # the README's settings; the official --stepsize default 1e-8 would not learn
@@ -66,7 +66,6 @@ def parse_args(method, description, argv=None):
                              "official code; --mlp_width for --arch mlp)")
     args = parser.parse_args(argv)
     args.method = method
-    check_choices(parser, args, CHOICES)
     check_ranges(parser, args, positive=(*POSITIVE, *(["encoder_width"] if args.encoder_width is not None else [])),
                  non_negative=("display_chain_steps",))
     if args.checkpoint_every % args.log_every or args.image_every % args.log_every:

@@ -17,7 +17,7 @@ from models.toy import Discriminator, toy_decoder, toy_encoder
 from objectives.adversarial import discriminator_loss, fake_pair, generator_loss
 from objectives.cygen import COMPATIBILITY_VARIANTS, cygen_loss
 from objectives.vae import dae_loss, elbo_loss
-from training import (RunFolder, add_common_args, add_flags_from_defaults, apply_precision, check_choices,
+from training import (RunFolder, add_common_args, add_flags_from_defaults, apply_precision,
                       check_ranges, progress, resolve_device, run_main, seed_everything, separate_rng_stream)
 from training.precision import CYGEN_BF16_REFUSAL
 
@@ -76,7 +76,6 @@ def parse_args(argv=None):
     add_common_args(parser, length_flag="niters", default_length=30000, bf16_refused_because=CYGEN_BF16_REFUSAL)
     add_flags_from_defaults(parser, DEFAULTS, FLAG_HELP, CHOICES)
     args = parser.parse_args(argv)
-    check_choices(parser, args, CHOICES)
     if (args.pretr_method == "none") != (args.pretr_niter == 0):
         parser.error("pretraining needs both --pretr_method elbo and --pretr_niter N > 0 (or neither)")
     if args.pretr_niter >= args.niters > 0:

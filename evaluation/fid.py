@@ -185,9 +185,8 @@ def dataset_images(dataset, split, n, data_root="datasets", seed=0) -> torch.Ten
     if split not in REFERENCE_SPLITS:
         raise ConfigError(f"split {split!r} is not one of {REFERENCE_SPLITS}")
     splits = load_image_dataset(dataset, data_root=data_root, n_valid=0)
-    pool = {"train": splits.train_x, "test": splits.test_x}.get(split)
-    if split == "all":
-        pool = torch.cat([splits.train_x, splits.test_x])
+    pools = {"train": splits.train_x, "test": splits.test_x}
+    pool = torch.cat(list(pools.values())) if split == "all" else pools[split]
     if not 0 < n <= len(pool):
         raise ConfigError(f"{dataset} {split} holds {len(pool)} images; cannot draw {n}")
     order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))

@@ -308,9 +308,7 @@ def cygen_loss_func(encoder, decoder, variant, w_cm, x, e_fit, e, eta):
     if w_cm == 0:
         params, compatibility = encoder.flow_params(x), torch.zeros((), device=x.device)
     else:
-        heads, heads_tangent = encoder.head_outputs_with_tangent(x, eta)
-        params, tangent = assemble_with_tangent(encoder, heads, heads_tangent)
-        params, tangent = FlowParams(*params), FlowParams(*tangent)
+        params, tangent = directional_flow_params(encoder, x, eta)
         z, q_term, jacobian = mixed_score_by_func(encoder, params, tangent, e)
         p_term = decoder_mixed_score_func(decoder, x, z, eta)
         compatibility = compatibility_from_probe(p_term, q_term, jacobian, variant).mean()

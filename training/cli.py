@@ -79,13 +79,6 @@ def add_flags_from_defaults(parser, defaults, helps=None, choices=None):
                             choices=tuple(choices[name]) if name in choices else None)
 
 
-def check_choices(parser, args, choices):
-    """parser.error (exit 2) naming the flag and the allowed values when a flag's value is not among its choices."""
-    for name, allowed in choices.items():
-        if getattr(args, name) not in allowed:
-            parser.error(f"--{name} {getattr(args, name)!r} is not one of {', '.join(map(str, allowed))}")
-
-
 def check_ranges(parser, args, positive=(), non_negative=(), fraction=()):
     """parser.error (exit 2, before anything is written) naming every flag whose value is out of its range:
     positive (> 0), non_negative (>= 0), fraction (in [0, 1), e.g. Adam's betas)."""
