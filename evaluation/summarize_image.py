@@ -19,7 +19,9 @@ PAPER_ACCURACY = {("mnist", "vae"): "94.5 ± 0.3", ("mnist", "dae"): "98.0 ± 0.
                   ("svhn", "dae"): "74.5 ± 1.0 (with bug B3)", ("svhn", "cygen_pt"): "75.8 ± 0.5"}
 LABELS = {"vae": "VAE", "dae": "DAE", "cygen_pt": "CyGen(PT)",
           # run_image.sh --quick's study: the paper's warm-up decoder variance
-          "vae_pvar05": "VAE, warm-up variance 0.5", "cygen_pt_pvar05": "CyGen(PT), warm-up variance 0.5"}
+          "vae_pvar05": "VAE, warm-up variance 0.5", "cygen_pt_pvar05": "CyGen(PT), warm-up variance 0.5",
+          "vae_pvar05_e5": "VAE, warm-up variance 0.5, 5 epochs",
+          "cygen_pt_pvar05_e5": "CyGen(PT), warm-up variance 0.5, 5 epochs"}
 
 
 def accuracy_text(row):

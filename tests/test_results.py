@@ -4,8 +4,10 @@ subset run into the committed summary; labelled figures; the speed summaries; th
 on a tiny run. The claims' verdicts are tested in tests/test_claims.py."""
 import csv
 import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -250,6 +252,34 @@ def test_every_run_script_ends_with_the_one_summarize_step():
     assert set(RUN_SCRIPTS.values()) == set(summarize.FAMILIES)
     assert (REPO / "run_fid.sh").read_text().rstrip().splitlines()[-1].startswith(
         '"$PYTHON" -m evaluation.render_results')
+
+
+def run_script_table(tmp_path, script, *args, **environment):
+    """The run names of the table a run script hands to launch.py, and the command it records, with PYTHON a
+    stand-in that keeps its standard input and arguments instead of launching anything."""
+    capture = tmp_path / "python"
+    capture.write_text(f'#!/bin/sh\ncat > {tmp_path}/table\nprintf "%s\\n" "$@" > {tmp_path}/arguments\n')
+    capture.chmod(0o755)
+    subprocess.run(["bash", script, *args], cwd=REPO, check=True, env=dict(os.environ, PYTHON=str(capture),
+                                                                             **environment))
+    names = [line.split()[0] for line in (tmp_path / "table").read_text().splitlines()]
+    arguments = (tmp_path / "arguments").read_text().splitlines()
+    return names, arguments[arguments.index("--command") + 1]
+
+
+def test_run_script_subsets_hand_launch_only_their_runs(tmp_path):
+    """TOY_RUNS, SYM_SETTINGS and IMAGE_RUNS pick runs of the table (the summary then keeps the others' rows), and
+    the recorded command says which."""
+    assert run_script_table(tmp_path, "run_toy.sh", "--quick", TOY_RUNS="vae dae") == (
+        ["pinwheel-vae", "pinwheel-dae", "8gaussians-vae", "8gaussians-dae"],
+        "TOY_RUNS='vae dae' bash run_toy.sh --quick")
+    assert run_script_table(tmp_path, "run_sym.sh", "--quick", SYM_SETTINGS="fmnist-ladder")[0] == [
+        "fmnist-ladder-sym", "fmnist-ladder-elbo"]
+    image = "mnist-vae_pvar05 mnist-cygen_pt_pvar05_e5"
+    assert run_script_table(tmp_path, "run_image.sh", "--quick", IMAGE_RUNS=image) == (
+        image.split(), f"IMAGE_RUNS='{image}' bash run_image.sh --quick")
+    quick_image, _ = run_script_table(tmp_path, "run_image.sh", "--quick")
+    assert len(quick_image) == 10 and {"mnist-vae_pvar05_e5", "mnist-cygen_pt_pvar05_e5"} < set(quick_image)
 
 
 def test_labelled_grid_keeps_every_pixel_and_labels_each_row(tmp_path):
