@@ -2,7 +2,8 @@
 # README command (1): install what is needed, then the quick CPU-scale reproduction of every method; each part ends
 # by merging its summary into results/ and re-rendering RESULTS.md.
 #   bash reproduce_quick.sh              all, in this order: toy image cvae lagvae sym fid (several hours on 2 cores)
-#   bash reproduce_quick.sh toy cvae     a subset (toy: ~15 min; cvae, lagvae, sym, image: ~30-60 min each)
+#   bash reproduce_quick.sh toy cvae     a subset (toy: ~15 min; cvae, lagvae, sym: ~30-60 min each; image: ~3 h,
+#                                        two runs at a time: each run's minutes are in results/image_quick.json)
 # Each experiment's runs land in runs/<experiment>_quick/ with --resume, so a second call only finishes what is left.
 set -euo pipefail
 cd "$(dirname "$0")"
