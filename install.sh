@@ -12,7 +12,7 @@ stamp=.install-stamp
 wanted=$(cat requirements.txt install.sh | sha256sum | cut -c1-16)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] \
-    && "$PYTHON" -c "import compat, torchvision, scipy, matplotlib, tqdm, submitit, pytest, pytorch_fid, torch_fidelity, nbclient, nbformat, ipykernel
+    && "$PYTHON" -c "import compat, torchvision, scipy, matplotlib, tqdm, submitit, pytest, xdist, pytorch_fid, torch_fidelity, nbclient, nbformat, ipykernel
 from evaluation.fid import inception_weights_path; assert inception_weights_path().is_file()" 2>/dev/null; then
     exit 0
 fi
