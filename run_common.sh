@@ -6,6 +6,15 @@ invocation="bash $(basename "$0")${*:+ $*}"
 mode=full
 if [ "${1:-}" = "--quick" ]; then mode=quick; shift; fi
 
+# A subset of the table (TOY_RUNS="vae dae", IMAGE_RUNS=..., SYM_SETTINGS=...): subset_from VAR reads it into
+# subset and records it in the summary's command; in_subset NAME is true for a listed name, or for all without one.
+subset=
+subset_from() {  # subset_from <variable name>
+    subset=${!1:-}
+    if [ -n "$subset" ]; then invocation="$1='$subset' $invocation"; fi
+}
+in_subset() { [ -z "$subset" ] || [[ " $subset " == *" $1 "* ]]; }
+
 # The caller fills a table with add_run and hands it to launch.py, which runs it: a process per run, at most
 # --jobs N at a time (default the caller's parallel, or its max_jobs, e.g. from TOY_JOBS), a GPU each with
 # --gpus; or Slurm job arrays (python launch.py run --help). add_run uses the caller's root (the runs' parent folder)

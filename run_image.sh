@@ -20,8 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source run_common.sh
 extra=("$@")
-only=${IMAGE_RUNS:-}
-[ -n "$only" ] && invocation="IMAGE_RUNS='$only' $invocation"
+subset_from IMAGE_RUNS
 
 if [ "$mode" = quick ]; then
     root=runs/image_quick
@@ -46,7 +45,7 @@ fi
 
 run() {  # run <data> <name> <flags...>
     local data=$1 name=$2; shift 2
-    [ -n "$only" ] && [[ " $only " != *" $data-$name "* ]] && return
+    in_subset "$data-$name" || return 0
     add_run "$data-$name" main_image.py --dataset "$data" "$@"
 }
 

@@ -17,10 +17,8 @@ cd "$(dirname "$0")"
 source run_common.sh
 settings=(mnist-ladder mnist-reverse fmnist-ladder)
 if [ "${1:-}" = "--all" ]; then shift; elif [ "$mode" = quick ]; then settings=(mnist-ladder); fi
-if [ -n "${SYM_SETTINGS:-}" ]; then
-    read -ra settings <<< "$SYM_SETTINGS"
-    invocation="SYM_SETTINGS='$SYM_SETTINGS' $invocation"
-fi
+subset_from SYM_SETTINGS
+if [ -n "$subset" ]; then read -ra settings <<< "$subset"; fi
 extra=("$@")
 
 if [ "$mode" = quick ]; then

@@ -14,8 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source run_common.sh
 extra=("$@")
-only=${TOY_RUNS:-}
-[ -n "$only" ] && invocation="TOY_RUNS='$only' $invocation"
+subset_from TOY_RUNS
 
 if [ "$mode" = quick ]; then
     root=runs/toy_quick
@@ -56,7 +55,7 @@ done
 max_jobs=${TOY_JOBS:-}
 for job in "${jobs_list[@]}"; do
     name=$(cut -d' ' -f2 <<< "$job")
-    [ -n "$only" ] && [[ " $only " != *" $name "* ]] && continue
+    in_subset "$name" || continue
     # shellcheck disable=SC2086
     run $job
 done

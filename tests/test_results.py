@@ -273,8 +273,9 @@ def test_run_script_subsets_hand_launch_only_their_runs(tmp_path):
     assert run_script_table(tmp_path, "run_toy.sh", "--quick", TOY_RUNS="vae dae") == (
         ["pinwheel-vae", "pinwheel-dae", "8gaussians-vae", "8gaussians-dae"],
         "TOY_RUNS='vae dae' bash run_toy.sh --quick")
-    assert run_script_table(tmp_path, "run_sym.sh", "--quick", SYM_SETTINGS="fmnist-ladder")[0] == [
-        "fmnist-ladder-sym", "fmnist-ladder-elbo"]
+    assert run_script_table(tmp_path, "run_sym.sh", "--quick", SYM_SETTINGS="fmnist-ladder") == (
+        ["fmnist-ladder-sym", "fmnist-ladder-elbo"], "SYM_SETTINGS='fmnist-ladder' bash run_sym.sh --quick")
+    assert len(run_script_table(tmp_path, "run_toy.sh", "--quick")[0]) == 14
     image = "mnist-vae_pvar05 mnist-cygen_pt_pvar05_e5"
     assert run_script_table(tmp_path, "run_image.sh", "--quick", IMAGE_RUNS=image) == (
         image.split(), f"IMAGE_RUNS='{image}' bash run_image.sh --quick")
